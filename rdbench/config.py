@@ -1,0 +1,268 @@
+"""Configuration: YAML files in ``conf/`` validated once, at load, into typed objects.
+
+Two kinds of file live in ``conf/``:
+
+* ``conf/systems/<name>.yaml`` describes one system (Gray-Scott, LSTM, DDPM...):
+  the plug-in class that implements it, its settings under the paper profile,
+  the overrides of the other profiles (``quick``, ``smoke``...) and its named
+  cases (``spot``/``stripe``, ``sine``/``lorenz``, ``mnist``...).
+* ``conf/<grid>.yaml`` lists the cells of a study (system x case x seed).
+
+A cell's settings resolve in this order, each layer overriding the one before:
+the system's ``settings`` -> the profile's overrides -> the case's overrides ->
+the grid entry's ``set`` -> command-line ``--set key=value``. The result is
+validated against the system's pydantic ``Settings`` model; an unknown key or a
+value of the wrong type raises :class:`ConfigError` with a one-line message that
+names the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported to the user as one line."""
+
+
+class Settings(BaseModel):
+    """Base of every system's settings model: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def conf_dir() -> Path:
+    """The ``conf/`` folder: ``$RDBENCH_CONF_DIR``, else the one beside the package."""
+    env = os.environ.get("RDBENCH_CONF_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "conf"
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every I/O or syntax problem into a ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def validate(model: type[BaseModel], data: Mapping[str, Any], source: str) -> Any:
+    """Build ``model`` from ``data``; any validation error becomes a one-line ConfigError."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, model, source)) from None
+
+
+def describe_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> str:
+    """One line for the first error: file, dotted key, the bad value and what is allowed."""
+    err = exc.errors()[0]
+    loc = ".".join(str(part) for part in err["loc"])
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, err["loc"][:-1])
+        return f"{source}: unknown key {loc!r}; allowed keys: {', '.join(allowed)}"
+    if err["type"] == "missing":
+        return f"{source}: missing required key {loc!r}"
+    value = err.get("input")
+    return f"{source}: bad value {value!r} for {loc!r}: {err['msg']}"
+
+
+def _allowed_keys(model: type[BaseModel], parent_loc: tuple) -> list[str]:
+    """Field names of the (possibly nested) model that ``parent_loc`` points at."""
+    current: Any = model
+    for part in parent_loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if field is None:
+            break
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ()) or ()
+        candidates = [annotation, *args]
+        nested = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if nested is None:
+            for arg in args:  # list[Model] / dict[str, Model]
+                for inner in getattr(arg, "__args__", ()) or ():
+                    if isinstance(inner, type) and issubclass(inner, BaseModel):
+                        nested = inner
+        if nested is None:
+            break
+        current = nested
+    return sorted(getattr(current, "model_fields", {}).keys())
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse one ``key=value`` from ``--set``; the value is read as YAML (``0.1``, ``true``, ``[1, 2]``)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``base`` with dotted keys (``early_stop.tolerance``) set from ``overrides``."""
+    out = json.loads(json.dumps(dict(base)))  # deep copy of plain YAML data
+    for dotted, value in overrides.items():
+        target = out
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            nxt = target.get(part)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                target[part] = nxt
+            target = nxt
+        target[parts[-1]] = value
+    return out
+
+
+# --------------------------------------------------------------------------- system files
+
+
+class SystemFile(BaseModel):
+    """The schema of ``conf/systems/<name>.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plugin: str = Field(description="'module:Class' of the System plug-in")
+    description: str = ""
+    default_case: str
+    case_label: str = Field("case", description="what a case is called on the CLI, e.g. 'dataset'")
+    settings: dict[str, Any] = Field(default_factory=dict, description="the paper profile")
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    cases: dict[str, dict[str, Any]]
+
+
+class SystemConfig:
+    """A loaded system file: knows its plug-in, profiles and cases, resolves settings."""
+
+    PAPER = "paper"
+
+    def __init__(self, name: str, spec: SystemFile, source: str):
+        self.name = name
+        self.spec = spec
+        self.source = source
+        if spec.default_case not in spec.cases:
+            raise ConfigError(
+                f"{source}: default_case {spec.default_case!r} is not one of the cases: "
+                f"{', '.join(spec.cases)}"
+            )
+
+    @property
+    def profiles(self) -> list[str]:
+        return [self.PAPER, *[p for p in self.spec.profiles if p != self.PAPER]]
+
+    @property
+    def cases(self) -> list[str]:
+        return list(self.spec.cases)
+
+    def plugin_class(self) -> type:
+        module_name, _, class_name = self.spec.plugin.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            return getattr(module, class_name)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"{self.source}: cannot load plugin {self.spec.plugin!r}: {exc}") from exc
+
+    def resolve(
+        self,
+        case: str,
+        profile: str = PAPER,
+        overrides: Mapping[str, Any] | None = None,
+        settings_model: type[BaseModel] | None = None,
+    ) -> Any:
+        """Settings of one case under one profile, with overrides, validated into the model."""
+        if case not in self.spec.cases:
+            raise ConfigError(
+                f"unknown {self.spec.case_label} {case!r} for system {self.name!r}; "
+                f"allowed: {', '.join(self.spec.cases)}"
+            )
+        if profile not in self.profiles:
+            raise ConfigError(
+                f"unknown profile {profile!r} for system {self.name!r}; allowed: {', '.join(self.profiles)}"
+            )
+        data = dict(self.spec.settings)
+        data = apply_overrides(data, _flatten(self.spec.profiles.get(profile, {})))
+        data = apply_overrides(data, _flatten(self.spec.cases[case]))
+        data = apply_overrides(data, dict(overrides or {}))
+        model = settings_model or self.plugin_class().Settings
+        where = f"{self.source} [{self.spec.case_label}={case}, profile={profile}]"
+        return validate(model, data, where)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` so nested overrides merge instead of replace."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def available_systems(directory: Path | None = None) -> list[str]:
+    directory = directory or conf_dir() / "systems"
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def load_system(name: str, path: str | Path | None = None) -> SystemConfig:
+    """Load ``conf/systems/<name>.yaml`` (or ``path``) into a SystemConfig."""
+    if path is None:
+        path = conf_dir() / "systems" / f"{name}.yaml"
+        if not Path(path).exists():
+            raise ConfigError(
+                f"unknown system {name!r}; allowed: {', '.join(available_systems()) or '(none found)'}"
+            )
+    data = read_yaml(path)
+    spec = validate(SystemFile, data, str(path))
+    return SystemConfig(name, spec, str(path))
+
+
+def config_hash(system: str, case: str, seed: int, settings: BaseModel) -> str:
+    """A stable hash of everything that shapes a cell's result (used to skip finished cells)."""
+    payload = json.dumps(
+        {"system": system, "case": case, "seed": seed, "settings": settings.model_dump(mode="json")},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def flatten_settings(settings: BaseModel) -> dict[str, Any]:
+    """Settings as flat ``dotted.key -> value`` pairs, for MLflow params."""
+    return _flatten(settings.model_dump(mode="json"))

@@ -1,0 +1,1 @@
+"""System plug-ins. Each module owns one system's dynamics; :mod:`.base` is the protocol."""

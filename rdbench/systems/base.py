@@ -1,0 +1,133 @@
+"""The plug-in protocol: what a system gives the rest of rdbench.
+
+A system (Gray-Scott, LSTM, DDPM, ...) owns its dynamics. rdbench hands it a list
+of :class:`Job` (one per cell of the study: case, seed, validated settings and a
+:class:`Recorder` for its own artifacts) and gets back one :class:`Outcome` per
+job: the :class:`~rdbench.balance.BalanceResult` of the real model, the results of
+its named controls (measured through the same meter), and any extra scalars.
+
+Systems never import MLflow: everything they want recorded goes through the
+:class:`Recorder` interface, which :mod:`rdbench.tracking` implements. Adding a
+fourth system means one module with a :class:`System` subclass and one
+``conf/systems/<name>.yaml`` that names it as ``plugin``.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from rdbench.balance import BalanceResult
+from rdbench.config import Settings
+
+
+class Recorder(Protocol):
+    """Where a system sends what it wants kept beside its balance metrics."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Scalar metrics, optionally at a step (e.g. a loss at a training step)."""
+
+    def log_series(self, name: str, values: Sequence[float], steps: Sequence[int]) -> None:
+        """A whole per-step series at once (sent in batches, never one call a point)."""
+
+    def log_image(self, array: np.ndarray, artifact_file: str, cmap: str | None = None) -> None:
+        """A 2-D field (rendered with ``cmap``) or an HxWx3 image, as a PNG."""
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """A matplotlib figure."""
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        """A file (weights, checkpoints, tables)."""
+
+    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
+        """A JSON/YAML document."""
+
+
+class Progress(Protocol):
+    def update(self, n: int = 1) -> None: ...
+
+
+ProgressFactory = Any  # Callable[[int, str], ContextManager[Progress]]
+
+
+@contextlib.contextmanager
+def no_progress(total: int, label: str = "") -> Iterator[Progress]:
+    """A progress bar that shows nothing (the default off a terminal)."""
+
+    class _Silent:
+        def update(self, n: int = 1) -> None:
+            pass
+
+    yield _Silent()
+
+
+@dataclass
+class RunContext:
+    """What every job of a group shares: the device and the progress display."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: ProgressFactory = no_progress
+    data_dir: Path | None = None
+    resume: bool = False
+
+
+@dataclass
+class Job:
+    """One cell of the study as a system sees it."""
+
+    case: str
+    seed: int
+    settings: Any  # the system's Settings model
+    recorder: Recorder
+    profile: str = "paper"
+
+
+@dataclass
+class Outcome:
+    """What a system measured for one job."""
+
+    balance: BalanceResult
+    controls: dict[str, BalanceResult] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class System(abc.ABC):
+    """Base class of every system plug-in.
+
+    Subclasses set :attr:`name` and :attr:`Settings` (a pydantic model deriving from
+    :class:`rdbench.config.Settings`), and implement :meth:`run`.
+    """
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[Settings]]
+    #: names of the controls this system measures beside the real model
+    controls: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, settings: Any) -> None:
+        """Reject settings that cannot run (raise ConfigError) before any run starts."""
+
+    def group_key(self, settings: Any) -> Hashable | None:
+        """Jobs whose settings share a non-None key may run together in one batch."""
+        return None
+
+    @abc.abstractmethod
+    def run(self, jobs: Sequence[Job], ctx: RunContext) -> list[Outcome]:
+        """Run the jobs (one group) and return one Outcome per job, in order."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use cpu or auto")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r}; allowed: cpu, cuda, cuda:N, auto")
+    return torch.device(name)

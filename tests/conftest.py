@@ -1,0 +1,48 @@
+"""Shared fixtures: a real MLflow sqlite store per test session, a fresh experiment per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory) -> str:
+    """A real sqlite tracking store (created once: its migrations take seconds)."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.MlflowClient().search_experiments()  # create the schema now
+    return uri
+
+
+@pytest.fixture
+def experiment(tracking_uri, monkeypatch) -> str:
+    """A fresh experiment name for one test (runs of other tests do not leak in)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def mlflow_client(tracking_uri):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri)
+
+
+def runs_of(client, experiment_name: str):
+    """All runs of an experiment (empty if it was never created)."""
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], max_results=1000)
