@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow.entities import RunStatus
+
 from rdbench import tracking
 from rdbench.config import ConfigError, config_hash, flatten_settings, load_system
 from rdbench.systems.base import Job, Outcome, RunContext, System
@@ -137,6 +139,8 @@ def run_cells(
         runs: list[tracking.TrackedRun] = []
         try:
             for _, cell in group:
+                if ctx.resume:
+                    close_stale_runs(client, experiment, cell.config_hash)
                 if adopt_run_id:
                     run = tracking.TrackedRun.adopt(client, adopt_run_id, cell.tags())
                 else:
@@ -176,6 +180,22 @@ def run_cells(
                 if on_report:
                     on_report(reports[index])
     return [reports[i] for i in range(len(cells))]
+
+
+def close_stale_runs(client, experiment: str, config_hash: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of this config that a killed process left behind (``--resume``)."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    stale = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{tracking.TAG_HASH}` = '{config_hash}' and attributes.status = 'RUNNING'",
+    )
+    for run in stale:
+        tracking.TrackedRun(client, run.info.run_id).end(
+            RunStatus.KILLED, "the process running this cell was killed; a --resume run continued it"
+        )
+    return [run.info.run_id for run in stale]
 
 
 def log_outcome(run: tracking.TrackedRun, outcome: Outcome, wall_time: float, batch: int) -> None:

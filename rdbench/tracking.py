@@ -29,7 +29,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
@@ -238,9 +237,13 @@ class TrackedRun:
 
     def fail(self, exc: BaseException) -> None:
         """Mark FAILED (KILLED on Ctrl-C) with the one-line error as a tag."""
-        with contextlib.suppress(Exception):
-            self.set_tags({TAG_ERROR: one_line(exc)})
         status = RunStatus.KILLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+        self.end(status, one_line(exc))
+
+    def end(self, status: int, reason: str) -> None:
+        """Terminate with ``status`` (a RunStatus), the reason kept in the error tag."""
+        with contextlib.suppress(Exception):
+            self.set_tags({TAG_ERROR: reason})
         self.client.set_terminated(self.run_id, RunStatus.to_string(status))
 
 
@@ -273,4 +276,3 @@ def active_env_run_id() -> str | None:
     return os.environ.get("MLFLOW_RUN_ID") or None
 
 
-__all__ = ["TrackedRun", "client", "experiment_id", "active_env_run_id", "one_line", "mlflow"]

@@ -112,6 +112,7 @@ class System(abc.ABC):
 
     def check(self, settings: Any) -> None:
         """Reject settings that cannot run (raise ConfigError) before any run starts."""
+        return None
 
     def group_key(self, settings: Any) -> Hashable | None:
         """Jobs whose settings share a non-None key may run together in one batch."""
