@@ -1,0 +1,110 @@
+"""The Gray-Scott solver: stencil, steady state, batching, stability checks."""
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+
+from rdbench.balance import BalanceMeter
+from rdbench.config import ConfigError, load_system
+from rdbench.systems.grayscott import (
+    TERMS,
+    GrayScott,
+    GrayScottSimulation,
+    SimulationDiverged,
+    gray_scott_step,
+    laplacian,
+)
+
+
+def smoke(case="spot", **overrides):
+    return load_system("rd").resolve(case, "smoke", overrides)
+
+
+def test_laplacian_matches_scipy_with_periodic_wrap():
+    x = torch.rand(2, 17, 23, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    dx = 0.01
+    ours = laplacian(x, dx).numpy()
+    for i in range(2):
+        expected = scipy.ndimage.laplace(x[i].numpy(), mode="wrap") / dx**2
+        np.testing.assert_allclose(ours[i], expected, rtol=1e-12, atol=1e-8)
+
+
+def test_manufactured_steady_state_gives_ratio_one():
+    """Choose u so that dv/dt = 0 exactly: then |reaction_v| = |diffusion_v| and R = 1 (Eqs. 12, 15, 18)."""
+    n, dx, feed, kill, du, dv = 64, 0.01, 0.029, 0.062, 1e-5, 0.5e-5
+    xs = torch.linspace(0, 2 * np.pi, n + 1, dtype=torch.float64)[:-1]
+    v = (0.3 + 0.1 * torch.sin(xs)[:, None] * torch.cos(2 * xs)[None, :])[None]
+    lap_v = laplacian(v, dx)
+    u = ((feed + kill) * v - dv * lap_v) / v**2
+    f = torch.full((1, 1, 1), feed, dtype=torch.float64)
+    k = torch.full((1, 1, 1), kill, dtype=torch.float64)
+    meter = BalanceMeter(1)
+    for t in range(5):
+        s = gray_scott_step(u, v, f, k, du, dv, dt=1.0, dx=dx)
+        torch.testing.assert_close(s.v, v)  # v does not move
+        meter.observe(t, [s.reaction_v, s.diffusion_v])
+    r = meter.result()
+    assert r.R == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(r.R_t, 1.0, atol=1e-12)
+
+
+def test_batched_rows_equal_separate_runs():
+    settings = [smoke("spot"), smoke("stripe")]
+    together = GrayScottSimulation(settings, [3, 4])
+    meter = BalanceMeter(2, TERMS)
+    together.run(meter)
+    for row, (s, seed) in enumerate(zip(settings, [3, 4], strict=True)):
+        alone = GrayScottSimulation([s], [seed])
+        m = BalanceMeter(1, TERMS)
+        alone.run(m)
+        torch.testing.assert_close(together.v[row], alone.v[0])
+        np.testing.assert_allclose(meter.result([row]).R_t, m.result().R_t, rtol=1e-6)
+
+
+def test_seed_changes_noise_and_is_deterministic():
+    a = GrayScottSimulation([smoke()], [0])
+    b = GrayScottSimulation([smoke()], [0])
+    c = GrayScottSimulation([smoke()], [1])
+    assert torch.equal(a.u, b.u)
+    assert not torch.equal(a.u, c.u)
+
+
+def test_unstable_dt_is_rejected_before_running():
+    with pytest.raises(ConfigError, match=r"unstable dt=3.0.*dt <= dx\^2"):
+        GrayScott().check(smoke(dt=3.0, grid_size=200, domain_length=2.0))
+
+
+def test_nan_stops_the_run_with_a_clear_error():
+    # a stable diffusion dt but an absurd feed rate: the reaction term explodes
+    s = smoke(feed=1.0e6)
+    sim = GrayScottSimulation([s], [0])
+    with pytest.raises(SimulationDiverged, match="NaN/Inf by step"):
+        sim.run(BalanceMeter(1, TERMS))
+
+
+def test_early_stop_freezes_the_series():
+    s = smoke(early_stop={"tolerance": 1.0, "min_steps": 10, "check_every": 10})
+    meter = BalanceMeter(1, TERMS)
+    steps = GrayScottSimulation([s], [0]).run(meter)
+    assert steps == 10 and meter.result().n_steps == 10
+
+
+def test_record_every_subsamples_but_keeps_the_last_step():
+    s = smoke(record_every=7)
+    meter = BalanceMeter(1, TERMS)
+    GrayScottSimulation([s], [0]).run(meter)
+    steps = meter.result().steps
+    assert steps[0] == 0 and steps[1] == 7 and steps[-1] == s.steps - 1
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager():
+    s = smoke()
+    eager = GrayScottSimulation([s], [0])
+    fused = GrayScottSimulation([s.model_copy(update={"compile": True})], [0])
+    m1, m2 = BalanceMeter(1, TERMS), BalanceMeter(1, TERMS)
+    eager.run(m1)
+    fused.run(m2)
+    torch.testing.assert_close(eager.v, fused.v, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m1.result().R_t, m2.result().R_t, rtol=1e-3)
