@@ -108,3 +108,20 @@ def test_compiled_step_matches_eager():
     fused.run(m2)
     torch.testing.assert_close(eager.v, fused.v, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(m1.result().R_t, m2.result().R_t, rtol=1e-3)
+
+
+def test_reference_controls_run_in_the_same_batch():
+    from rdbench.systems.base import Job, RunContext
+
+    class Sink:
+        def log_image(self, *a, **k):
+            pass
+
+    s = smoke()
+    (outcome,) = GrayScott().run([Job("spot", 0, s, Sink())], RunContext())
+    assert set(outcome.controls) == {"no_pattern", "homogeneous"}
+    homogeneous = outcome.controls["homogeneous"]
+    assert homogeneous.M_react == 0.0 and homogeneous.M_diff == 0.0  # u = 1, v = 0 is a fixed point
+    assert np.isnan(homogeneous.R)  # 0 / 0: R is undefined when both terms vanish
+    no_pattern = outcome.controls["no_pattern"]
+    assert np.isfinite(no_pattern.R) and no_pattern.M_react < outcome.balance.M_react

@@ -55,6 +55,13 @@ class EarlyStop(Settings):
     check_every: PositiveInt
 
 
+class ReferenceStart(Settings):
+    """A control: the same run from another initial condition (unset fields keep the real one's)."""
+
+    square_size: NonNegativeInt | None = None
+    noise: NonNegativeFloat | None = None
+
+
 class GrayScottSettings(Settings):
     domain_length: PositiveFloat  # side of the square domain (the paper: [-1, 1] -> 2)
     grid_size: PositiveInt  # N intervals per side; dx = domain_length / grid_size
@@ -67,6 +74,7 @@ class GrayScottSettings(Settings):
     kill: NonNegativeFloat  # k
     initial: InitialCondition
     early_stop: EarlyStop
+    controls: dict[str, ReferenceStart]  # reference starts measured beside the real run
     dtype: Literal["float32", "float64"]
     compile: bool  # fuse the step with torch.compile (pays a compile once per shape)
     flush_denormal: bool  # treat subnormal floats as 0 on CPU: the decaying background of v
@@ -236,11 +244,19 @@ class GrayScottSimulation:
             )
 
 
+def reference_settings(settings: GrayScottSettings, start: ReferenceStart) -> GrayScottSettings:
+    """The settings of a control row: the real ones with the reference initial condition."""
+    changes = start.model_dump(exclude_none=True)
+    initial = settings.initial.model_copy(update=changes)
+    return settings.model_copy(update={"initial": initial, "controls": {}})
+
+
 class GrayScott(System):
     """Plug-in: runs jobs that share grid/dt/steps as one batched simulation."""
 
     name = "rd"
     Settings = GrayScottSettings
+    controls = ("no_pattern", "homogeneous")  # as named in conf/systems/rd.yaml
 
     def check(self, settings: GrayScottSettings) -> None:
         if settings.dt > settings.max_stable_dt:
@@ -258,10 +274,16 @@ class GrayScott(System):
         return json.dumps(shared, sort_keys=True)
 
     def run(self, jobs: Sequence[Job], ctx: RunContext) -> list[Outcome]:
+        """One batch: the jobs' rows, then one row per (control, job) from its reference start."""
         settings = [job.settings for job in jobs]
         for s in settings:
             self.check(s)
-        sim = GrayScottSimulation(settings, [job.seed for job in jobs], ctx.device)
+        control_names = list(settings[0].controls)
+        rows = list(settings)
+        for name in control_names:
+            rows += [reference_settings(s, s.controls[name]) for s in settings]
+        seeds = [job.seed for job in jobs] * (1 + len(control_names))
+        sim = GrayScottSimulation(rows, seeds, ctx.device)
         meter = BalanceMeter(sim.batch, TERMS, device=sim.device)
         with ctx.progress(settings[0].steps, f"gray-scott x{sim.batch}") as bar:
             steps_run = sim.run(meter, bar)
@@ -271,9 +293,13 @@ class GrayScott(System):
             job.recorder.log_image(sim.u[row].cpu().numpy().astype(np.float64), "fields/final_u.png", cmap="viridis")
             job.recorder.log_image(sim.v[row].cpu().numpy().astype(np.float64), "fields/final_v.png", cmap="magma")
             result = meter.result([row])
+            controls = {
+                name: meter.result([row + (k + 1) * len(jobs)]) for k, name in enumerate(control_names)
+            }
             outcomes.append(
                 Outcome(
                     balance=result,
+                    controls=controls,
                     metrics={
                         "steps_run": float(int(result.steps[-1]) + 1 if stopped[row] else steps_run),
                         "early_stopped": float(stopped[row]),
