@@ -1,0 +1,211 @@
+"""The LSTM plug-in: train on one dataset, then measure the cell-state balance (Table 1 rows).
+
+For each job (dataset x seed): generate the data (:mod:`.data`), build and train
+``nn.LSTM(1, H)`` + read-out (:mod:`.model`), then measure the reaction
+``i_t * C~_t`` and diffusion ``(1 - f_t) * C_{t-1}`` at every step with the probe
+(:mod:`.probe`) through the shared balance meter, in the configured mode
+(``generate``, the paper's, or ``teacher``). The same measurement is made on two
+controls in the same run:
+
+* ``untrained``: the network with its initial weights, before any training;
+* ``shuffled``: the trained weights with the entries of every tensor permuted.
+
+If R ~ 1 were a property of any bounded LSTM rather than of a trained one, the
+controls would show it too.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, confloat
+
+from rdbench.balance import BalanceMeter, BalanceResult
+from rdbench.config import ConfigError, Settings
+from rdbench.systems.base import Job, Outcome, RunContext, System
+from rdbench.systems.lstm.data import (
+    LorenzSettings,
+    SequenceData,
+    SineSettings,
+    SolverSettings,
+    VanDerPolSettings,
+    make_dataset,
+    split_counts,
+)
+from rdbench.systems.lstm.model import (
+    InitScheme,
+    NextStepLSTM,
+    build_model,
+    last_value_loss,
+    shuffled_copy,
+    train_model,
+)
+from rdbench.systems.lstm.probe import measure_generation, measure_teacher_forced
+
+
+class EarlyStop(Settings):
+    """End training when the training loss stalls for ``patience`` epochs (0 disables)."""
+
+    patience: NonNegativeInt
+    min_delta: NonNegativeFloat
+
+
+class MeasureSettings(Settings):
+    """How the balance is measured after training."""
+
+    mode: Literal["generate", "teacher"]
+    samples: PositiveInt  # rows of the meter: seed windows / test sequences (the first ones)
+    seed_length: PositiveInt  # generate: values of the seed window read before generating
+    generate_steps: PositiveInt  # generate: autoregressive steps
+    record_warmup: bool  # generate: record the warm-up steps too (C_{t-1} = 0 at the first)
+    plot_samples: NonNegativeInt  # generated-vs-true panels in the plot (0: no plot)
+
+
+class LSTMSettings(Settings):
+    dataset: Literal["sine", "lorenz", "vanderpol"]
+    n_sequences: PositiveInt
+    seq_len: PositiveInt
+    test_fraction: confloat(gt=0, lt=1)
+    sine: SineSettings
+    lorenz: LorenzSettings
+    vanderpol: VanDerPolSettings
+    solver: SolverSettings
+    hidden_size: PositiveInt
+    init: InitScheme
+    epochs: PositiveInt
+    batch_size: PositiveInt | None  # null: full batch, one Adam step per epoch
+    learning_rate: PositiveFloat
+    early_stop: EarlyStop
+    measure: MeasureSettings
+
+
+class LSTMSystem(System):
+    """Plug-in: one trained LSTM per job, measured beside its untrained and shuffled controls."""
+
+    name = "lstm"
+    Settings = LSTMSettings
+    controls = ("untrained", "shuffled")
+
+    def check(self, settings: LSTMSettings) -> None:
+        s = settings
+        if s.seq_len < 2:
+            raise ConfigError(f"seq_len={s.seq_len}: next-step prediction needs sequences of at least 2 values")
+        n_train, n_test = split_counts(s.n_sequences, s.test_fraction)
+        if n_train < 1 or n_test < 1:
+            raise ConfigError(
+                f"n_sequences={s.n_sequences} with test_fraction={s.test_fraction} leaves "
+                f"{n_train} train and {n_test} test sequences; both need at least 1"
+            )
+        m = s.measure
+        if m.samples > n_test:
+            raise ConfigError(f"measure.samples={m.samples} exceeds the {n_test} test sequences")
+        if m.mode == "generate" and m.seed_length > s.seq_len:
+            raise ConfigError(f"measure.seed_length={m.seed_length} exceeds seq_len={s.seq_len}")
+        if s.sine.freq_min > s.sine.freq_max:
+            raise ConfigError(f"sine.freq_min={s.sine.freq_min} exceeds sine.freq_max={s.sine.freq_max}")
+
+    def run(self, jobs: Sequence[Job], ctx: RunContext) -> list[Outcome]:
+        return [self.run_one(job, ctx) for job in jobs]
+
+    def run_one(self, job: Job, ctx: RunContext) -> Outcome:
+        s: LSTMSettings = job.settings
+        self.check(s)
+        device = ctx.device
+        data = make_dataset(s, job.seed)
+        train = torch.as_tensor(data.train, dtype=torch.float32, device=device)
+        test = torch.as_tensor(data.test, dtype=torch.float32, device=device)
+
+        model = build_model(s.hidden_size, s.init, job.seed).to(device)
+        untrained = copy.deepcopy(model)
+        with ctx.progress(s.epochs, f"lstm {s.dataset} seed={job.seed}") as bar:
+            history = train_model(
+                model, train, test, s.epochs, s.learning_rate, s.batch_size, job.seed,
+                s.early_stop.patience, s.early_stop.min_delta,
+                on_epoch=lambda *_: bar.update(1),
+            )
+        epochs = list(range(1, history.epochs_run + 1))
+        job.recorder.log_series("train_loss", history.train_loss, epochs)
+        job.recorder.log_series("test_loss", history.test_loss, epochs)
+
+        shuffled = shuffled_copy(model, job.seed + 1)
+        balance, generation = measure(model, test, s.measure)
+        controls = {
+            "untrained": measure(untrained, test, s.measure)[0],
+            "shuffled": measure(shuffled, test, s.measure)[0],
+        }
+
+        self._log_weights(job, model, untrained, data)
+        if s.measure.mode == "generate" and s.measure.plot_samples:
+            job.recorder.log_figure(
+                generation_figure(generation, test, s.measure, s.dataset), "plots/generated_vs_true.png"
+            )
+        return Outcome(
+            balance=balance,
+            controls=controls,
+            metrics={
+                "train_loss_final": history.train_loss[-1],
+                "test_loss_final": history.test_loss[-1],
+                "test_loss_last_value": last_value_loss(test),
+                "epochs_run": float(history.epochs_run),
+                "early_stopped": float(history.stopped_early),
+            },
+        )
+
+    @staticmethod
+    def _log_weights(job: Job, model: NextStepLSTM, untrained: NextStepLSTM, data: SequenceData) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "lstm_weights.pt"
+            torch.save(
+                {
+                    "hidden_size": model.hidden_size,
+                    "trained": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "initial": {k: v.cpu() for k, v in untrained.state_dict().items()},
+                    "data_offset": data.offset,
+                    "data_scale": data.scale,
+                },
+                path,
+            )
+            job.recorder.log_artifact(path, "model")
+
+
+def measure(model: NextStepLSTM, test: torch.Tensor, m: MeasureSettings) -> tuple[BalanceResult, torch.Tensor | None]:
+    """The balance of ``model`` on the first ``m.samples`` test sequences (and, in generate mode, what it generated)."""
+    rows = test[: m.samples]
+    meter = BalanceMeter(rows.shape[0], device=rows.device)
+    if m.mode == "generate":
+        gen = measure_generation(model, rows[:, : m.seed_length], m.generate_steps, meter, m.record_warmup)
+        return meter.result(), gen.predictions
+    measure_teacher_forced(model, rows[:, :-1], meter)
+    return meter.result(), None
+
+
+def generation_figure(generated: torch.Tensor, test: torch.Tensor, m: MeasureSettings, dataset: str):
+    """Seed window, generated continuation and the true continuation (where the data has one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(m.plot_samples, generated.shape[0])
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.2 * n), squeeze=False, sharex=True)
+    seed_t = np.arange(m.seed_length)
+    gen_t = m.seed_length + np.arange(generated.shape[1])
+    for row, ax in enumerate(axes[:, 0]):
+        truth = test[row].cpu().numpy()
+        ax.plot(seed_t, truth[: m.seed_length], color="black", lw=1.2, label="seed window")
+        ax.plot(np.arange(m.seed_length, len(truth)), truth[m.seed_length :], color="grey", lw=1.0, ls="--", label="true")
+        ax.plot(gen_t, generated[row].cpu().numpy(), color="tab:red", lw=1.2, label="generated")
+        ax.axvline(m.seed_length - 0.5, color="black", lw=0.5, alpha=0.5)
+        ax.set_ylabel(f"test {row}")
+    axes[0, 0].legend(loc="upper right", fontsize=8, ncol=3)
+    axes[0, 0].set_title(f"LSTM on {dataset}: generated vs true (model units)")
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
