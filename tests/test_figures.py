@@ -1,0 +1,125 @@
+"""Fig. 2 and Fig. 3 from the tracking store: one line or bar per row, seeds, published marks, readable."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from types import SimpleNamespace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from matplotlib.collections import PolyCollection
+from matplotlib.patches import Rectangle
+from mlflow import MlflowClient
+
+from rdbench.cli import main
+from rdbench.config import conf_dir
+from rdbench.figures import TIME_POINTS, figure_2, figure_3, final_frame, r_t_frame
+from rdbench.report import cells_frame, latest_grid_run, load_published, select_runs
+
+SMOKE = conf_dir() / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke(tracking_uri):
+    """The smoke grid, run once for this module; its cells read back from the store."""
+    experiment = f"figures-{uuid.uuid4().hex[:8]}"
+    result = CliRunner().invoke(main, ["grid", str(SMOKE), "--experiment", experiment, "--device", "cpu", "--no-report"])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(tracking_uri)
+    cells = cells_frame(select_runs(client, experiment).runs)
+    rows = list(dict.fromkeys(f"{s.upper()} {c}" for s, c in zip(cells["system"], cells["case"], strict=True)))
+    return SimpleNamespace(experiment=experiment, client=client, cells=cells, rows=rows,
+                           parent=latest_grid_run(client, experiment).info.run_id)
+
+
+def seed_mean_at(client, run_ids, step):
+    """Mean over runs of R_t_norm at a normalised step, straight from the store."""
+    return np.mean([next(m.value for m in client.get_metric_history(r, "R_t_norm") if m.step == step) for r in run_ids])
+
+
+def test_fig2_has_one_line_per_row_and_a_seed_band(smoke):
+    series = r_t_frame(smoke.client, smoke.cells)
+    assert len(series) == TIME_POINTS * len(smoke.cells)
+    fig = figure_2(series)
+    ax = fig.axes[0]
+    lines = [line for line in ax.lines if line.get_gid() != "balance"]
+    assert [line.get_gid() for line in lines] == smoke.rows
+    for line in lines:
+        runs = smoke.cells[[f"{s.upper()} {c}" == line.get_gid()
+                            for s, c in zip(smoke.cells["system"], smoke.cells["case"], strict=True)]]["run_id"]
+        x, y = line.get_xdata(), line.get_ydata()
+        assert x[0] == 0.0 and x[-1] == 1.0 and len(x) == TIME_POINTS
+        assert y[0] == pytest.approx(seed_mean_at(smoke.client, runs, 0))
+        assert y[-1] == pytest.approx(seed_mean_at(smoke.client, runs, 1000))
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == len(smoke.rows)  # two seeds per row: the range is a band
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[: len(smoke.rows)] == smoke.rows and "band: range over seeds" in ax.get_legend().get_title().get_text()
+    assert ax.get_xlabel() == "normalised time t" and "R_t" in ax.get_ylabel() and ax.get_title().startswith("Fig. 2")
+    assert ax.get_yscale() == "linear"
+    plt.close(fig)
+    fig = figure_2(series, log_scale=True)
+    assert fig.axes[0].get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_fig3_has_one_bar_per_row_a_dot_per_seed_and_published_marks(smoke):
+    published = load_published()
+    finals = final_frame(smoke.cells)
+    fig = figure_3(finals, published)
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(bars) == len(smoke.rows)
+    for bar, row in zip(sorted(bars, key=lambda b: b.get_x()), smoke.rows, strict=True):
+        system, case = row.split(" ", 1)
+        values = smoke.cells[(smoke.cells["system"] == system.lower()) & (smoke.cells["case"] == case)]["R_final"]
+        assert bar.get_height() == pytest.approx(values.mean())
+    assert [t.get_text() for t in ax.get_xticklabels()] == smoke.rows
+    dots = [c for c in ax.collections if c.get_gid() != "published"]
+    assert sum(len(c.get_offsets()) for c in dots) == len(smoke.cells)  # one dot per cell
+    (marks,) = [c for c in ax.collections if c.get_gid() == "published"]
+    expected = [published[("rd", row.split(" ", 1)[1])].R_final for row in smoke.rows if row.startswith("RD")]
+    np.testing.assert_allclose(marks.get_offsets()[:, 1], expected)
+    plt.close(fig)
+
+
+def _boxes(fig, artists):
+    renderer = fig.canvas.get_renderer()
+    return [a.get_window_extent(renderer) for a in artists if a.get_visible() and a.get_text()]
+
+
+@pytest.mark.parametrize("which", ["fig2", "fig3"])
+def test_no_text_overlaps(smoke, which):
+    if which == "fig2":
+        fig = figure_2(r_t_frame(smoke.client, smoke.cells), title_note="grid 'smoke'; profile smoke")
+    else:
+        fig = figure_3(final_frame(smoke.cells), load_published(), title_note="grid 'smoke'; profile smoke")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    ticks = _boxes(fig, ax.get_xticklabels())
+    for a, b in itertools.combinations(ticks, 2):
+        assert not a.overlaps(b), "x tick labels overlap"
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not legend.overlaps(ax.get_window_extent(renderer)), "legend covers the plot"
+    figure_box = fig.bbox
+    for text in [ax.title, ax.xaxis.label, ax.yaxis.label]:
+        box = text.get_window_extent(renderer)
+        assert figure_box.x0 - 1 <= box.x0 and box.x1 <= figure_box.x1 + 1, f"{text.get_text()!r} is cut off"
+        assert figure_box.y0 - 1 <= box.y0 and box.y1 <= figure_box.y1 + 1, f"{text.get_text()!r} is cut off"
+    assert legend.x1 <= figure_box.x1 + 1, "legend is cut off"
+    plt.close(fig)
+
+
+def test_figures_command_writes_png_and_pdf_and_logs_them(smoke, tmp_path):
+    result = CliRunner().invoke(main, ["figures", "--experiment", smoke.experiment, "--out", str(tmp_path), "--log-scale"])
+    assert result.exit_code == 0, result.output
+    for stem in ("fig2_R_t", "fig3_R_final"):
+        assert (tmp_path / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not (tmp_path / "table1.csv").exists()
+    logged = {a.path for a in smoke.client.list_artifacts(smoke.parent, "figures")}
+    assert logged == {f"figures/{s}.{e}" for s in ("fig2_R_t", "fig3_R_final") for e in ("png", "pdf")}
