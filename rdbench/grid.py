@@ -98,7 +98,7 @@ def plan_grid(
     """Load, validate and resolve every cell; any problem is a ConfigError before a run exists.
 
     ``only`` keeps the cells matching any of the patterns (``ddpm``, ``ddpm/mnist``,
-    ``rd/*``, ``rd/spot/seed=1``); ``overrides`` (``--set``) apply to every cell.
+    ``rd/*``, ``rd/spot/seed=1``); ``overrides`` (``--set``) apply to every selected cell.
     """
     path, spec = load_grid(name_or_path)
     cells: list[runner.Cell] = []
@@ -107,11 +107,7 @@ def plan_grid(
         here = f"{path}: cells[{index}] (system {entry.system!r})"
         try:
             planned = runner.plan_cells(
-                entry.system,
-                entry.cases,
-                entry.seeds or spec.seeds,
-                entry.profile or spec.profile,
-                {**entry.overrides, **dict(overrides or {})},
+                entry.system, entry.cases, entry.seeds or spec.seeds, entry.profile or spec.profile, entry.overrides
             )
         except ConfigError as exc:
             raise ConfigError(f"{here}: {exc}") from None
@@ -122,6 +118,14 @@ def plan_grid(
             cells.append(cell)
     if only:
         cells = select_cells(cells, only, str(path))
+    if overrides:  # after --only, so a setting of one system need not exist in the others
+        try:
+            cells = [
+                runner.plan_cells(c.system, [c.case], [c.seed], c.profile, {**c.overrides, **overrides})[0]
+                for c in cells
+            ]
+        except ConfigError as exc:
+            raise ConfigError(f"--set: {exc}") from None
     return GridPlan(path.stem, path, spec, cells)
 
 

@@ -35,9 +35,10 @@ def smoke(tracking_uri):
                            parent=latest_grid_run(client, experiment).info.run_id)
 
 
-def seed_mean_at(client, run_ids, step):
-    """Mean over runs of R_t_norm at a normalised step, straight from the store."""
-    return np.mean([next(m.value for m in client.get_metric_history(r, "R_t_norm") if m.step == step) for r in run_ids])
+def seed_mean_at(client, run_ids, end):
+    """Mean over runs of the first (``end=0``) or last (``end=-1``) logged R_t_norm, straight from the store."""
+    return np.mean([sorted((m.step, m.value) for m in client.get_metric_history(r, "R_t_norm"))[end][1]
+                    for r in run_ids])
 
 
 def test_fig2_has_one_line_per_row_and_a_seed_band(smoke):
@@ -53,7 +54,7 @@ def test_fig2_has_one_line_per_row_and_a_seed_band(smoke):
         x, y = line.get_xdata(), line.get_ydata()
         assert x[0] == 0.0 and x[-1] == 1.0 and len(x) == TIME_POINTS
         assert y[0] == pytest.approx(seed_mean_at(smoke.client, runs, 0))
-        assert y[-1] == pytest.approx(seed_mean_at(smoke.client, runs, 1000))
+        assert y[-1] == pytest.approx(seed_mean_at(smoke.client, runs, -1))
     bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert len(bands) == len(smoke.rows)  # two seeds per row: the range is a band
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -81,7 +82,9 @@ def test_fig3_has_one_bar_per_row_a_dot_per_seed_and_published_marks(smoke):
     dots = [c for c in ax.collections if c.get_gid() != "published"]
     assert sum(len(c.get_offsets()) for c in dots) == len(smoke.cells)  # one dot per cell
     (marks,) = [c for c in ax.collections if c.get_gid() == "published"]
-    expected = [published[("rd", row.split(" ", 1)[1])].R_final for row in smoke.rows if row.startswith("RD")]
+    keys = [(row.split(" ", 1)[0].lower(), row.split(" ", 1)[1]) for row in smoke.rows]
+    expected = [published[key].R_final for key in keys if key in published]
+    assert len(expected) >= 2
     np.testing.assert_allclose(marks.get_offsets()[:, 1], expected)
     plt.close(fig)
 
