@@ -169,6 +169,7 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, config_pat
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (benchmarks, grid, report)."""
     from rdbench.bench import bench
+    from rdbench.container import container
     from rdbench.figures import figures_command
     from rdbench.grid import grid_command
     from rdbench.report import table_command
@@ -177,6 +178,7 @@ def _register_optional_commands() -> None:
     main.add_command(grid_command)
     main.add_command(table_command)
     main.add_command(figures_command)
+    main.add_command(container)
 
 
 _register_optional_commands()
