@@ -166,16 +166,17 @@ def test_shuffled_copy_keeps_each_tensors_values_but_not_their_order():
 
 
 def test_training_beats_the_last_value_forecast_by_far():
-    s = settings("sine", **{"sine.noise": 0.0, "n_sequences": 64, "seq_len": 60})
+    s = settings("sine", **{"sine.noise": 0.0, "n_sequences": 48, "seq_len": 40})
     data = make_dataset(s, seed=0)
     train = torch.tensor(data.train, dtype=torch.float32)
     test = torch.tensor(data.test, dtype=torch.float32)
     model = build_model(16, "pytorch", seed=0)
-    history = train_model(model, train, test, epochs=150, learning_rate=1e-2, batch_size=None, seed=0)
+    history = train_model(model, train, test, epochs=50, learning_rate=2e-2, batch_size=None, seed=0)
     baseline = last_value_loss(test)
-    assert history.epochs_run == 150 and len(history.test_loss) == 150
-    assert history.test_loss[-1] < 0.2 * baseline, (history.test_loss[-1], baseline)
-    assert history.test_loss[-1] < 0.1 * history.test_loss[0]
+    assert history.epochs_run == 50 and len(history.test_loss) == 50
+    # measured: 0.14 x the last-value loss and 1/60 of the untrained loss
+    assert history.test_loss[-1] < 0.25 * baseline, (history.test_loss[-1], baseline)
+    assert history.test_loss[-1] < 0.05 * history.test_loss[0]
 
 
 def test_early_stop_ends_a_stalled_training():

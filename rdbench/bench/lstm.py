@@ -81,8 +81,11 @@ def probe_round(model: NextStepLSTM, data: torch.Tensor) -> None:
 @click.option("--train-steps", default=3, show_default=True, help="Adam steps per timed training round.")
 @click.option("--rounds", default=3, show_default=True, help="Interleaved rounds; the best of each variant is kept.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-def bench_lstm(batch: int, seq_len: int, hidden: int, train_steps: int, rounds: int, device: str) -> None:
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads. Default: PyTorch's.")
+def bench_lstm(batch: int, seq_len: int, hidden: int, train_steps: int, rounds: int, device: str, threads: int | None) -> None:
     """LSTM: fused nn.LSTM training vs an nn.LSTMCell loop; the probe vs a plain nn.LSTM forward."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     dev = resolve_device(device)
     gen = torch.Generator().manual_seed(0)
     data = torch.randn(batch, seq_len, generator=gen).to(dev)

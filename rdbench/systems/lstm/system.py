@@ -16,9 +16,10 @@ controls would show it too.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -83,6 +84,7 @@ class LSTMSettings(Settings):
     learning_rate: PositiveFloat
     early_stop: EarlyStop
     measure: MeasureSettings
+    threads: PositiveInt | None  # torch CPU threads while a job runs (null: PyTorch's default)
 
 
 class LSTMSystem(System):
@@ -111,7 +113,11 @@ class LSTMSystem(System):
             raise ConfigError(f"sine.freq_min={s.sine.freq_min} exceeds sine.freq_max={s.sine.freq_max}")
 
     def run(self, jobs: Sequence[Job], ctx: RunContext) -> list[Outcome]:
-        return [self.run_one(job, ctx) for job in jobs]
+        outcomes = []
+        for job in jobs:
+            with torch_threads(job.settings.threads):
+                outcomes.append(self.run_one(job, ctx))
+        return outcomes
 
     def run_one(self, job: Job, ctx: RunContext) -> Outcome:
         s: LSTMSettings = job.settings
@@ -172,6 +178,20 @@ class LSTMSystem(System):
                 path,
             )
             job.recorder.log_artifact(path, "model")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (``None``: leave the setting alone)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def measure(model: NextStepLSTM, test: torch.Tensor, m: MeasureSettings) -> tuple[BalanceResult, torch.Tensor | None]:
