@@ -9,6 +9,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RDBENCH := $(abspath $(BIN))/rdbench
+# `rdbench container`, run as a module so that it loads neither torch nor MLflow:
+# a missing engine is reported within a second.
+CONTAINER := $(abspath $(BIN))/python -m rdbench.container
 
 # The grid and where its results go (absolute paths: the container mounts them).
 GRID ?= conf/paper.yaml
@@ -44,7 +47,7 @@ RUN_OPTS = --gpus '$(GPUS)' --tracking-dir '$(TRACKING_DIR)' --data-dir '$(DATA_
 	--experiment '$(EXPERIMENT)' $(if $(NETWORK),--network '$(NETWORK)')
 LOCAL_ENV = MLFLOW_TRACKING_URI=$(TRACKING_URI) MLFLOW_EXPERIMENT_NAME=$(EXPERIMENT) RDBENCH_DATA_DIR=$(abspath $(DATA_DIR))
 
-.PHONY: help install test test-fast lint image reproduce reproduce-local quick table ui
+.PHONY: help install test test-fast lint image reproduce reproduce-local reproduce-mlflow quick table ui
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -68,15 +71,22 @@ lint: ## ruff and hadolint
 	$(BIN)/hadolint docker/Dockerfile
 
 image: ## Build IMAGE from docker/Dockerfile (Docker; BASE_IMAGE, TORCH, BUILD_ARGS, BUILD_NETWORK)
-	+$(RDBENCH) container build $(BUILD_OPTS) $(DRY_RUN)
+	+$(CONTAINER) build $(BUILD_OPTS) $(DRY_RUN)
 
 reproduce: ## Docker + GPUS: build IMAGE if stale, run GRID in it, regenerate Table 1 into OUT_DIR
-	+$(RDBENCH) container reproduce --grid '$(GRID)' --device '$(DEVICE)' --out-dir '$(OUT_DIR)' \
+	+$(CONTAINER) reproduce --grid '$(GRID)' --device '$(DEVICE)' --out-dir '$(OUT_DIR)' \
 		--build '$(BUILD)' $(BUILD_OPTS) $(RUN_OPTS) $(DRY_RUN)
 
 reproduce-local: ## The same grid without Docker, into the same store (TRACKING_DIR)
 	mkdir -p '$(TRACKING_DIR)' '$(DATA_DIR)'
 	cd '$(TRACKING_DIR)' && $(LOCAL_ENV) $(RDBENCH) grid '$(GRID_ARG)' --device '$(DEVICE)' --out '$(abspath $(OUT_DIR))'
+
+reproduce-mlflow: ## The grid through `mlflow run docker/` (docker_env project on rdbench:latest; `make image` first)
+	mkdir -p '$(TRACKING_DIR)' '$(DATA_DIR)'
+	cd '$(TRACKING_DIR)' && MLFLOW_TRACKING_URI=$(TRACKING_URI) $(abspath $(BIN))/mlflow run '$(CURDIR)/docker' -e grid \
+		-P grid=$(basename $(notdir $(GRID))) -P device=$(DEVICE) --experiment-name '$(EXPERIMENT)' \
+		$(if $(GPUS),-A gpus=$(GPUS)) -A user=$$(id -u):$$(id -g) -A volume=$(abspath $(TRACKING_DIR)):$(abspath $(TRACKING_DIR)) \
+		-A v=$(abspath $(DATA_DIR)):/data $(if $(NETWORK),-A network=$(NETWORK))
 
 quick: ## The quick grid (laptop CPU, minutes) without Docker
 	$(MAKE) reproduce-local GRID=conf/quick.yaml

@@ -4,6 +4,7 @@
     rdbench container reproduce --grid conf/paper.yaml --gpus all
     rdbench container run --gpus all -- run rd --case spot   # any rdbench command inside
     rdbench container reproduce --dry-run           # print the equivalent docker commands
+    python -m rdbench.container reproduce ...       # the same, without loading torch or MLflow
 
 What ``reproduce`` does, in order:
 
@@ -31,6 +32,7 @@ import hashlib
 import os
 import shlex
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -283,6 +285,16 @@ class Workspace:
             folder.mkdir(parents=True, exist_ok=True)
 
 
+def checkout_commit(root: Path) -> str | None:
+    """HEAD of the checkout the image is built from (imports no MLflow, unlike rdbench.tracking)."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("RDBENCH_GIT_COMMIT")
+    return out.stdout.strip() or None
+
+
 def caller_environment(experiment: str | None) -> dict[str, str]:
     """What the container needs to know about the caller (names, commit, experiment)."""
     env: dict[str, str] = {}
@@ -292,9 +304,7 @@ def caller_environment(experiment: str | None) -> dict[str, str]:
         name = ""
     if name:
         env["USER"] = env["LOGNAME"] = name  # getpass.getuser() in the container reads these
-    from rdbench.tracking import git_commit
-
-    commit = git_commit()
+    commit = checkout_commit(repo_root())
     if commit:
         env["RDBENCH_GIT_COMMIT"] = commit  # the image has no .git
     experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
@@ -472,10 +482,14 @@ def _run_failure(spec: RunSpec, exc: Exception) -> str:
 # ----------------------------------------------------------------------------- CLI
 
 
-def _fail(exc: ContainerError) -> click.ClickException:
-    from rdbench.cli import CliError
+class _OneLineError(click.ClickException):
+    """Like rdbench.cli.CliError (exit status 2), without importing the CLI and its torch."""
 
-    return CliError(str(exc))
+    exit_code = 2
+
+
+def _fail(exc: ContainerError) -> click.ClickException:
+    return _OneLineError(str(exc))
 
 
 def _echo(message: str) -> None:
@@ -604,3 +618,7 @@ def reproduce_command(grid, device, out_dir, build_policy, image, base_image, to
               f"`make ui` opens the store")
     except ContainerError as exc:
         raise _fail(exc) from None
+
+
+if __name__ == "__main__":  # `python -m rdbench.container`: what the Makefile calls
+    container(prog_name="rdbench container")

@@ -198,14 +198,12 @@ def test_dockerfile_is_hadolint_clean():
 # ----------------------------------------------------------------------------- store and grid
 
 
-def test_experiment_with_artifacts_outside_the_store_is_mounted_at_its_path(tmp_path):
-    import mlflow
-
-    store, elsewhere = tmp_path / "store", tmp_path / "elsewhere" / "artifacts"
-    store.mkdir()
-    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
-    client.create_experiment("made-elsewhere", artifact_location=str(elsewhere))
-    client.create_experiment("made-inside", artifact_location=str(store / "mlruns" / "2"))
+def test_experiment_with_artifacts_outside_the_store_is_mounted_at_its_path(tmp_path, tracking_uri, mlflow_client):
+    store = Path(tracking_uri.removeprefix("sqlite:///")).parent  # the session's real store
+    elsewhere = tmp_path / "elsewhere" / "artifacts"
+    tag = tmp_path.name
+    mlflow_client.create_experiment(f"made-elsewhere-{tag}", artifact_location=str(elsewhere))
+    mlflow_client.create_experiment(f"made-inside-{tag}", artifact_location=str(store / "mlruns" / tag))
     ws = ct.Workspace.resolve(str(store), str(tmp_path / "data"))
     assert elsewhere in ct.outside_artifact_roots(store)
     assert not [p for p in ct.outside_artifact_roots(store) if p.is_relative_to(store)]
