@@ -7,6 +7,7 @@ Each system adds one module with a click command and one line below.
 
 import click
 
+from rdbench.bench.ddpm import bench_ddpm
 from rdbench.bench.lstm import bench_lstm
 from rdbench.bench.rd import bench_rd
 
@@ -18,3 +19,4 @@ def bench() -> None:
 
 bench.add_command(bench_rd, "rd")
 bench.add_command(bench_lstm, "lstm")
+bench.add_command(bench_ddpm, "ddpm")

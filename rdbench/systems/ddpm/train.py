@@ -1,0 +1,245 @@
+"""Training ``eps_theta`` with the simple loss ``||eps - eps_theta(x_t, t)||^2`` (Ho et al. Eq. 14).
+
+AdamW, gradient clipping, an EMA copy of the weights for sampling, and on CUDA
+bf16 autocast and channels-last memory. Every ``checkpoint_every`` steps the whole
+training state (model, EMA, optimizer, step, RNG states) is written atomically
+(temporary file + ``os.replace``) to ``<folder>/latest.pt``; with ``resume`` a
+run continues from it, loaded with ``torch.load(weights_only=True)``.
+
+Determinism across a resume: the batch order is a pure function of (seed, step)
+(one permutation per epoch from a generator seeded with seed and epoch), and the
+generator that draws ``t`` and the noise, and torch's global generator (dropout),
+are saved in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rdbench.systems.ddpm.data import ImageSet
+from rdbench.systems.ddpm.schedule import NoiseSchedule
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "latest.pt"
+
+
+class EMA:
+    """Exponential moving average of a model's weights, with the usual warm-up.
+
+    The decay used at update ``n`` is ``min(decay, (1 + n) / (10 + n))``: early
+    averages are not dominated by the random initial weights (with 0.9999 and no
+    warm-up, a short run would sample with almost untrained weights).
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, n: int) -> None:
+        d = min(self.decay, (1 + n) / (10 + n))
+        ema_params = list(self.model.parameters())
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+        for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            b_ema.copy_(b)
+
+
+@dataclass
+class TrainConfig:
+    """The training knobs (a view of the system's settings)."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    grad_clip: float  # max global gradient norm; 0 disables clipping
+    ema_decay: float
+    log_every: int
+    checkpoint_every: int
+    probe_every: int  # 0: no probe during training
+    pixel_range: tuple[float, float]
+    bf16: bool
+    channels_last: bool
+
+
+@dataclass
+class TrainReport:
+    start_step: int  # the step training started from (> 0 after a resume)
+    steps: int  # the step it reached
+    final_loss: float
+    images_per_s: float  # over the steps trained by this process, probes excluded
+    checkpoints: int  # checkpoints written by this process
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: a reader (or a resume) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """The images of training step ``step``: epoch-wise shuffling, a pure function of (seed, step)."""
+    per_epoch = n_images // batch_size
+    epoch, k = divmod(step, per_epoch)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n_images, generator=gen)[k * batch_size : (k + 1) * batch_size]
+
+
+class Trainer:
+    """Trains one model on one image set; checkpoints and resumes."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        schedule: NoiseSchedule,
+        data: ImageSet,
+        config: TrainConfig,
+        seed: int,
+        device: torch.device,
+        checkpoint_dir: Path,
+    ):
+        if config.batch_size > len(data):
+            raise ValueError(f"batch_size {config.batch_size} exceeds the {len(data)} images of {data.spec.name!r}")
+        self.cuda = device.type == "cuda"
+        self.channels_last = config.channels_last and self.cuda
+        self.autocast = config.bf16 and self.cuda
+        self.model = model.to(device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.model, config.ema_decay)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.schedule = schedule
+        self.data = data.to(device)
+        self.config = config
+        self.seed = seed
+        self.device = device
+        self.checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.step = 0
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict[str, Any]:
+        state = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.cuda:
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.model.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"].cpu())  # RNG states live on the CPU
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if self.cuda and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        self.step = int(state["step"])
+
+    def try_resume(self) -> bool:
+        """Load the latest checkpoint if there is one; True when it did."""
+        if not self.checkpoint_path.exists():
+            log.warning("--resume: no checkpoint at %s; training from step 0", self.checkpoint_path)
+            return False
+        self.load(load_checkpoint(self.checkpoint_path, self.device))
+        return True
+
+    # ------------------------------------------------------------------ training
+
+    def loss(self, x0: torch.Tensor) -> torch.Tensor:
+        """The simple loss at uniformly drawn timesteps."""
+        t = torch.randint(0, self.schedule.timesteps, (x0.shape[0],), generator=self.generator, device=self.device)
+        noise = torch.randn(x0.shape, generator=self.generator, device=self.device)
+        x_t = self.schedule.add_noise(x0, t, noise)
+        if self.channels_last:
+            x_t = x_t.contiguous(memory_format=torch.channels_last)
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        with ctx:
+            pred = self.model(x_t, t)
+        return F.mse_loss(pred.float(), noise)
+
+    def train(
+        self,
+        log_loss: Callable[[float, int], None],
+        on_checkpoint: Callable[[Path, int], None] | None = None,
+        on_probe: Callable[[nn.Module, int], None] | None = None,
+        progress=None,
+    ) -> TrainReport:
+        """Train from ``self.step`` to ``config.steps``; returns what happened."""
+        cfg = self.config
+        start_step = self.step
+        self.model.train()
+        window = torch.zeros((), device=self.device)
+        window_n = 0
+        last_loss = float("nan")
+        checkpoints = 0
+        probe_s = 0.0
+        t0 = time.perf_counter()
+        while self.step < cfg.steps:
+            index = batch_indices(len(self.data), cfg.batch_size, self.seed, self.step).to(self.device)
+            loss = self.loss(self.data.batch(index, cfg.pixel_range))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            self.ema.update(self.model, self.step)
+            window += loss.detach()
+            window_n += 1
+            if progress is not None:
+                progress.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                last_loss = float(window) / window_n  # one device sync per log interval
+                log_loss(last_loss, self.step)
+                window.zero_()
+                window_n = 0
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                save_checkpoint(self.checkpoint_path, self.state())
+                checkpoints += 1
+                if on_checkpoint is not None:
+                    on_checkpoint(self.checkpoint_path, self.step)
+            if on_probe is not None and cfg.probe_every and self.step % cfg.probe_every == 0 and self.step < cfg.steps:
+                p0 = time.perf_counter()
+                on_probe(self.ema.model, self.step)
+                probe_s += time.perf_counter() - p0
+                self.model.train()
+        elapsed = time.perf_counter() - t0 - probe_s
+        trained = self.step - start_step
+        return TrainReport(
+            start_step=start_step,
+            steps=self.step,
+            final_loss=last_loss,
+            images_per_s=trained * cfg.batch_size / elapsed if trained else float("nan"),
+            checkpoints=checkpoints,
+        )
