@@ -99,6 +99,12 @@ def figure_2(series: pd.DataFrame, log_scale: bool = False, title_note: str = ""
     for line, row in zip(ax.lines, rows, strict=True):
         line.set_label(row)
         line.set_gid(row)
+    if many_seeds:  # a row with one seed has no band: drop the empty one seaborn drew
+        seeds = series.groupby("row")["seed"].nunique()
+        for band, row in zip(list(ax.collections), rows, strict=True):
+            band.set_gid(f"band:{row}")
+            if seeds[row] < 2:
+                band.remove()
     ax.axhline(1.0, color="0.3", linewidth=0.9, linestyle=":", label="R_t = 1 (balance)", gid="balance")
     if log_scale:
         ax.set_yscale("log")

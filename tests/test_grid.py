@@ -8,13 +8,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import runs_of
+from smoke_grid import SMOKE, smoke_grid
 
 from rdbench import tracking
 from rdbench.cli import main
 from rdbench.config import ConfigError, available_systems, conf_dir
 from rdbench.grid import MANIFEST, load_grid, plan_grid
+from rdbench.report import select_runs
 
-SMOKE = conf_dir() / "smoke.yaml"
 CELL_METRICS = ("M_react", "M_diff", "R", "R_final", "R_std", "R_final_std", "n_samples", "n_steps", "wall_time_s")
 
 
@@ -44,15 +45,15 @@ def rd_only_grid(tmp_path, extra_entries=(), **top):
     return path
 
 
-def test_smoke_grid_end_to_end_then_rerun_skips_every_cell(experiment, mlflow_client, tmp_path):
+def test_smoke_grid_end_to_end_then_rerun_skips_every_cell(tracking_uri, mlflow_client, tmp_path):
     plan = plan_grid(SMOKE)
     expected = sorted((c.system, c.case, str(c.seed)) for c in plan.cells)
     assert len(expected) >= 4 and len(set(expected)) == len(expected)
 
-    first = invoke("grid", SMOKE, "--experiment", experiment, "--device", "cpu", "--no-report")
-    assert first.exit_code == 0, first.output
+    first = smoke_grid(tracking_uri)  # `rdbench grid conf/smoke.yaml`, shared with the report and figure tests
+    experiment = first.experiment
     (parent,) = grid_parents(mlflow_client, experiment)
-    assert parent.info.status == "FINISHED"
+    assert parent.info.run_id == first.parent and parent.info.status == "FINISHED"
     assert parent.data.tags["rdbench.grid"] == "smoke" and parent.info.run_name == "grid:smoke"
     assert parent.data.metrics["cells_finished"] == len(expected) and parent.data.metrics["cells_failed"] == 0
     children = cell_runs(mlflow_client, experiment)
@@ -69,7 +70,8 @@ def test_smoke_grid_end_to_end_then_rerun_skips_every_cell(experiment, mlflow_cl
         assert 0 < len(mlflow_client.get_metric_history(run.info.run_id, "R_t")) <= run.data.metrics["n_steps"]
     rows = manifest(mlflow_client, parent.info.run_id, tmp_path / "m1")
     assert [r["status"] for r in rows] == ["FINISHED"] * len(expected)
-    assert {r["run_id"] for r in rows} == {r.info.run_id for r in children}
+    name_of = {r.info.run_id: r.info.run_name for r in children}
+    assert [name_of[r["run_id"]] for r in rows] == [c.run_name for c in plan.cells]  # in grid order
     assert f"{len(expected)} finished, 0 skipped" in first.output
 
     second = invoke("grid", SMOKE, "--experiment", experiment, "--device", "cpu", "--no-report")
@@ -79,13 +81,17 @@ def test_smoke_grid_end_to_end_then_rerun_skips_every_cell(experiment, mlflow_cl
     parents = grid_parents(mlflow_client, experiment)
     assert len(parents) == 2
     newest = max(parents, key=lambda r: r.info.start_time)
-    assert newest.data.metrics["cells_skipped"] == len(expected)
+    assert newest.info.status == "FINISHED" and newest.data.metrics["cells_skipped"] == len(expected)
     reused = manifest(mlflow_client, newest.info.run_id, tmp_path / "m2")
     assert [r["status"] for r in reused] == ["SKIPPED"] * len(expected)
-    assert {r["run_id"] for r in reused} == {r.info.run_id for r in children}
+    assert [r["run_id"] for r in reused] == [r["run_id"] for r in rows]
+    latest = select_runs(mlflow_client, experiment)  # the latest grid: its cells are the reused runs
+    assert latest.parent_run_id == newest.info.run_id
+    assert [r.info.run_id for r in latest.runs] == [r["run_id"] for r in rows]
 
     forced = invoke("grid", SMOKE, "--experiment", experiment, "--only", "rd/stripe/seed=1", "--force", "--no-report")
     assert forced.exit_code == 0, forced.output
+    assert "1 finished, 0 skipped" in forced.output
     assert len(cell_runs(mlflow_client, experiment)) == len(expected) + 1
 
 
