@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -153,3 +154,25 @@ def test_sigkill_then_resume_reaches_the_step_count_losing_at_most_one_interval(
     assert reached - m["resumed_from_step"] <= every  # lost at most one checkpoint interval
     loss_steps = sorted(h.step for h in mlflow_client.get_metric_history(resumed.info.run_id, "loss"))
     assert loss_steps[0] == saved + 2 and loss_steps[-1] == total
+
+
+@pytest.mark.slow
+def test_mlflow_run_ddpm_entry_point(experiment, tracking_uri, mlflow_client, tmp_path):
+    """`mlflow run . -e ddpm` (digits, smoke) logs the DDPM cell into the run mlflow created."""
+    repo = Path(__file__).resolve().parent.parent
+    mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "RDBENCH_DATA_DIR": str(tmp_path / "data"),
+           "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_RUN_ID", None)
+    proc = subprocess.run(
+        [mlflow_bin, "run", str(repo), "-e", "ddpm", "--env-manager", "local", "--experiment-name", experiment,
+         "-P", "dataset=digits", "-P", "profile=smoke", "-P", "train_steps=10", "-P", "device=cpu"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = runs_of(mlflow_client, experiment)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train_steps"] == "10" and run.data.params["data_dir"] == "''"
+    assert run.data.tags["rdbench.system"] == "ddpm" and run.data.tags["rdbench.case"] == "digits"
+    assert {"R", "M_diff_closed_form", "control.untrained.R"} <= set(run.data.metrics)
+    assert list((tmp_path / "data" / "checkpoints").glob("*/latest.pt"))  # under RDBENCH_DATA_DIR
