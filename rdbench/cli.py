@@ -169,12 +169,14 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, config_pat
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (benchmarks, grid, report)."""
     from rdbench.bench import bench
+    from rdbench.bench.oracle import oracle
     from rdbench.container import container
     from rdbench.figures import figures_command
     from rdbench.grid import grid_command
     from rdbench.report import table_command
 
     main.add_command(bench)
+    main.add_command(oracle)
     main.add_command(grid_command)
     main.add_command(table_command)
     main.add_command(figures_command)

@@ -1,5 +1,6 @@
 """The exact-denoiser oracle against brute force and its limiting cases (issue 7)."""
 
+import pytest
 import torch
 
 from rdbench.systems.ddpm.oracle import ExactDenoiser, uniform_noise_images
@@ -60,3 +61,31 @@ def test_uniform_noise_images_are_seeded_and_in_range():
     a = uniform_noise_images(5, (1, 4, 4), (-1.0, 1.0), seed=3)
     b = uniform_noise_images(5, (1, 4, 4), (-1.0, 1.0), seed=3)
     assert torch.equal(a, b) and a.min() >= -1 and a.max() <= 1 and a.shape == (5, 1, 4, 4)
+
+
+@pytest.mark.slow
+def test_oracle_controls_reach_the_run_and_the_table(experiment, mlflow_client):
+    from click.testing import CliRunner
+    from conftest import runs_of
+
+    from rdbench.cli import main
+    from rdbench.report import build_table, cells_frame, load_published
+
+    result = CliRunner().invoke(main, ["run", "ddpm", "--dataset", "digits", "--profile", "smoke",
+                                       "--train-steps", "4", "--probe-every", "0", "--device", "cpu",
+                                       "--experiment", experiment])
+    assert result.exit_code == 0, result.output
+    (run,) = runs_of(mlflow_client, experiment)
+    m = run.data.metrics
+    for control in ("untrained", "oracle", "oracle_noise"):
+        for q in ("M_react", "M_diff", "R", "R_final"):
+            assert f"control.{control}.{q}" in m
+        assert len(mlflow_client.get_metric_history(run.info.run_id, f"control.{control}.R_t")) > 0
+    assert m["oracle_images"] == 64 and m["oracle_noise_images"] == 64
+    assert run.data.params["oracle.train_images"] == "64"
+    # same sampling noise for network and oracle: the diffusion series are identical
+    assert m["control.oracle.M_diff"] == m["M_diff"]
+    table = build_table(cells_frame([run]), load_published())
+    (row,) = table.to_dict("records")
+    assert row["control.oracle.R"] == m["control.oracle.R"]
+    assert row["control.oracle_noise.R"] == m["control.oracle_noise.R"]

@@ -21,6 +21,13 @@ so memory stays ``O(batch x chunk)`` however many images are used.
 from __future__ import annotations
 
 import torch
+from pydantic import NonNegativeInt, PositiveInt
+
+from rdbench.balance import BalanceResult
+from rdbench.config import Settings
+from rdbench.systems.ddpm.data import ImageSet
+from rdbench.systems.ddpm.sample import measure
+from rdbench.systems.ddpm.schedule import NoiseSchedule
 
 
 class ExactDenoiser:
@@ -77,3 +84,45 @@ def uniform_noise_images(n: int, shape: tuple[int, ...], pixel_range: tuple[floa
     low, high = pixel_range
     gen = torch.Generator().manual_seed(seed)
     return low + (high - low) * torch.rand((n, *shape), generator=gen, dtype=torch.float64)
+
+
+class OracleSettings(Settings):
+    """How the oracle controls are built (``0`` images switches a control off)."""
+
+    train_images: NonNegativeInt  # training images the exact denoiser uses (capped at the set's size)
+    noise_images: NonNegativeInt  # uniform-noise images for the "no structure" reference
+    chunk_size: PositiveInt  # training images per matmul in the streaming log-sum-exp
+
+
+def oracle_controls(
+    settings: OracleSettings,
+    data: ImageSet,
+    pixel_range: tuple[float, float],
+    schedule: NoiseSchedule,
+    samples: int,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    progress=None,
+) -> tuple[dict[str, BalanceResult], dict[str, float]]:
+    """Sample with eps* on a seeded subset of the training set (``oracle``) and on uniform
+    noise images (``oracle_noise``), through the same sampler and meter as the network.
+
+    The same ``seed`` as the network's measurement gives the same x_T and z at every step,
+    so the comparison is paired. Returns the controls and the image counts actually used.
+    """
+    results: dict[str, BalanceResult] = {}
+    counts: dict[str, float] = {}
+    alpha_bars = schedule.alpha_bars.to(device)
+    sets = {}
+    if settings.train_images:
+        k = min(settings.train_images, len(data))
+        index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:k]
+        sets["oracle"] = data.batch(index, pixel_range)
+    if settings.noise_images:
+        sets["oracle_noise"] = uniform_noise_images(settings.noise_images, data.spec.shape, pixel_range, seed)
+    for name, images in sets.items():
+        denoiser = ExactDenoiser(images.to(device), alpha_bars, settings.chunk_size)
+        results[name], _ = measure(denoiser, schedule, samples, batch_size, data.spec.shape, seed, device, progress)
+        counts[f"{name}_images"] = float(images.shape[0])
+    return results, counts

@@ -12,7 +12,10 @@ One job (dataset x seed) runs, in order:
 3. the measurement: the EMA network sampled ``sampler.samples`` times; every
    reverse step feeds the meter reaction, diffusion and ``||eps_theta||``
    (:mod:`.sample`). ``M_diff``'s closed form ``sqrt(C H W) mean_t sigma_t`` is
-   logged beside the measured one.
+   logged beside the measured one;
+4. the **oracle** controls (:mod:`.oracle`): the exact denoiser of a seeded subset
+   of the training set (a network that learned perfectly) and of uniform-noise
+   images (data with no structure), through the same sampler with the same noise.
 
 Nothing here imports MLflow: losses, images and checkpoints go through the job's
 Recorder.
@@ -34,6 +37,7 @@ from rdbench.config import ConfigError, Settings, config_hash
 from rdbench.systems.base import Job, Outcome, RunContext, System
 from rdbench.systems.ddpm.data import DATASETS, IMAGE_SIZE, ImageSet, default_data_dir, load_dataset
 from rdbench.systems.ddpm.model import UNet, count_parameters
+from rdbench.systems.ddpm.oracle import OracleSettings, oracle_controls
 from rdbench.systems.ddpm.sample import measure, network_predictor
 from rdbench.systems.ddpm.schedule import NoiseSchedule
 from rdbench.systems.ddpm.train import TrainConfig, Trainer
@@ -85,6 +89,7 @@ class DDPMSettings(Settings):
     schedule: ScheduleSettings
     sampler: SamplerSettings
     model: ModelSettings
+    oracle: OracleSettings
 
 
 def build_schedule(settings: DDPMSettings, device: torch.device | str = "cpu") -> NoiseSchedule:
@@ -129,7 +134,7 @@ class DDPM(System):
 
     name = "ddpm"
     Settings = DDPMSettings
-    controls = ("untrained",)
+    controls = ("untrained", "oracle", "oracle_noise")
 
     def check(self, settings: DDPMSettings) -> None:
         lo, hi = settings.pixel_range
@@ -201,10 +206,19 @@ class DDPM(System):
         job.recorder.log_image(image_grid(images, s.pixel_range), "samples/trained.png",
                                cmap="gray" if shape[0] == 1 else None)
         closed = schedule.closed_form_m_diff(int(np.prod(shape)))
+
+        # 4. the exact-denoiser controls: a perfect learner, and data with no structure at all
+        with ctx.progress(s.schedule.timesteps * 2 * -(-s.sampler.samples // s.sampler.batch_size),
+                          f"ddpm/{job.case} oracle") as bar:
+            oracles, oracle_counts = oracle_controls(
+                s.oracle, data, s.pixel_range, schedule, s.sampler.samples, s.sampler.batch_size,
+                job.seed, device, bar,
+            )
         return Outcome(
             balance=result,
-            controls={"untrained": untrained},
+            controls={"untrained": untrained, **oracles},
             metrics={
+                **oracle_counts,
                 "M_diff_closed_form": closed,
                 "M_diff_over_closed_form": result.M_diff / closed,
                 "M_eps_over_sqrt_dim": result.summary()["M_eps"] / float(np.sqrt(np.prod(shape))),
