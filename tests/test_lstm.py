@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from rdbench.balance import BalanceMeter
+from rdbench.bench.lstm import CellLoopLSTM
 from rdbench.config import ConfigError, load_system
 from rdbench.systems.lstm.data import generate_sequences, make_dataset
 from rdbench.systems.lstm.model import build_model, last_value_loss, shuffled_copy, train_model
@@ -87,6 +88,13 @@ def test_teacher_forcing_matches_the_fused_forward():
     with torch.no_grad():
         torch.testing.assert_close(predictions, model(x), atol=1e-5, rtol=0)
     assert meter.result().n_steps == 25
+
+
+def test_the_benchmarks_cell_loop_computes_what_the_fused_model_does():
+    fused = build_model(16, "normal", seed=4)
+    x = torch.randn(3, 30)
+    with torch.no_grad():
+        torch.testing.assert_close(CellLoopLSTM(fused)(x), fused(x), atol=1e-5, rtol=0)
 
 
 # --------------------------------------------------------------------------- data

@@ -105,3 +105,14 @@ def test_mlflow_run_lstm_logs_into_its_own_run(experiment, tracking_uri, mlflow_
     assert run.data.params["dataset"] == "lorenz" and run.data.params["epochs"] == "3"
     assert run.data.tags["rdbench.system"] == "lstm"
     assert "R" in run.data.metrics and "control.untrained.R" in run.data.metrics
+
+
+def test_bench_lstm_prints_both_ratios():
+    result = invoke("bench", "lstm", "--batch", "4", "--seq-len", "6", "--train-steps", "1", "--rounds", "1")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("LSTM(1, 16) + read-out, batch 4 x 6 values, 1 rounds")
+    rates = [line for line in lines if line.endswith("sequences/s")]
+    assert len(rates) == 4 and all(float(line.split()[-2]) > 0 for line in rates)
+    assert any(line.startswith("ratio training throughput fused / LSTMCell loop: ") for line in lines)
+    assert any(line.startswith("probe cost / plain nn.LSTM forward: ") for line in lines)

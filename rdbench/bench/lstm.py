@@ -79,7 +79,7 @@ def probe_round(model: NextStepLSTM, data: torch.Tensor) -> None:
 @click.option("--seq-len", default=200, show_default=True, help="Values per sequence.")
 @click.option("--hidden", default=16, show_default=True, help="Hidden units.")
 @click.option("--train-steps", default=3, show_default=True, help="Adam steps per timed training round.")
-@click.option("--rounds", default=3, show_default=True, help="Interleaved rounds; the best of each variant is kept.")
+@click.option("--rounds", default=5, show_default=True, help="Interleaved rounds; the best of each variant is kept.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads. Default: PyTorch's.")
 def bench_lstm(batch: int, seq_len: int, hidden: int, train_steps: int, rounds: int, device: str, threads: int | None) -> None:
