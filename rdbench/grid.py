@@ -19,6 +19,7 @@ Table 1.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,8 @@ TAG_GRID_FILE = "rdbench.grid_file"
 MANIFEST = "grid/cells.json"  # artifact of the parent: every cell's run, reused ones included
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # makes the MLflow UI open the training-runs view
 EXPERIMENT_KIND = "custom_model_development"
+SHARED_VIEW = "rdbench-grid"  # the MLflow UI's shared view of the runs (?viewStateShareKey=rdbench-grid)
+SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARED_VIEW}"
 
 
 # --------------------------------------------------------------------------- the file
@@ -221,6 +224,37 @@ class Announcer:
         )
 
 
+def shared_view_state(chart_filter: str = "R_t") -> dict[str, Any]:
+    """The MLflow UI's experiment-page state for comparing cells (what its "Share" button saves).
+
+    Runs sorted by name, not date, so cell runs are listed flat beside their
+    parent; metric charts filtered to ``R_t`` (R_t on each system's own step
+    axis, R_t_norm on the common 0..1000 axis: every cell overlaid); columns
+    system, case, seed, R and R_final.
+    """
+    return {
+        "searchFilter": "", "orderByKey": "attributes.`run_name`", "orderByAsc": True, "startTime": "ALL",
+        "lifecycleFilter": "Active", "modelVersionFilter": "All Runs", "datasetsFilter": [],
+        "runsHiddenMode": "SHOW_ALL", "chartsSearchFilter": chart_filter, "hideEmptyCharts": True,
+        "selectedColumns": [f"tags.`{tracking.TAG_SYSTEM}`", f"tags.`{tracking.TAG_CASE}`", f"tags.`{tracking.TAG_SEED}`",
+                            "metrics.`R`", "metrics.`R_final`"],
+    }
+
+
+def prepare_ui(client, exp_id: str) -> None:
+    """Experiment tags for the MLflow UI: open the training-runs view; a shared view for comparing cells."""
+    tags = client.get_experiment(exp_id).tags
+    if EXPERIMENT_KIND_TAG not in tags:
+        client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    if SHARED_VIEW_TAG not in tags:
+        client.set_experiment_tag(exp_id, SHARED_VIEW_TAG, json.dumps(shared_view_state()))
+
+
+def compare_url(exp_id: str, base: str = "http://127.0.0.1:5000", mode: str = "CHART") -> str:
+    """Where the MLflow UI shows the shared view of an experiment's cells."""
+    return f"{base}/#/experiments/{exp_id}/runs?viewStateShareKey={SHARED_VIEW}&compareRunsMode={mode}"
+
+
 def run_grid(
     plan: GridPlan,
     experiment: str,
@@ -239,8 +273,7 @@ def run_grid(
     """
     client = tracking.client()
     exp_id = tracking.experiment_id(client, experiment)
-    if EXPERIMENT_KIND_TAG not in client.get_experiment(exp_id).tags:
-        client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    prepare_ui(client, exp_id)
     parent_tags = {tracking.TAG_KIND: "grid", TAG_GRID: plan.name, TAG_GRID_FILE: str(plan.path)}
     if parent_run_id:
         parent = tracking.TrackedRun.adopt(client, parent_run_id, parent_tags)
@@ -366,6 +399,8 @@ def grid_command(grid_file, only, force, sets, device, experiment, data_dir, res
                f"store {client.tracking_uri}")
     result = run_grid(plan, experiment, ctx, force=force, parent_run_id=parent, echo=click.echo)
     click.echo(f"grid {plan.name}: {result.summary()}; parent run {result.parent_run_id}")
+    exp_id = client.get_experiment_by_name(experiment).experiment_id
+    click.echo(f"compare the cells: `mlflow ui --backend-store-uri {client.tracking_uri}`, then {compare_url(exp_id)}")
     if report and (result.count("FINISHED") or result.count("SKIPPED")):
         from rdbench.report import print_report
 

@@ -7,11 +7,12 @@
 What it does, with nothing but the tracking store, `mlflow ui` and Debian's
 chromium (`apt-get install -y chromium`):
 
-1. saves a *shared view* of the experiment (an experiment tag
-   ``mlflow.sharedViewState.rdbench-grid``, the same thing the UI's "Share"
-   button stores): runs listed flat by name (the grid's parent ``grid:<name>``
-   and its cells), metric charts filtered to ``R_t`` (R_t on each system's own
-   step axis, R_t_norm on the shared 0..1000 axis), columns system, case and R;
+1. saves the *shared view* of the experiment that ``rdbench grid`` also saves
+   (an experiment tag ``mlflow.sharedViewState.rdbench-grid``, what the UI's
+   "Share" button stores; see ``rdbench.grid.shared_view_state``): runs listed
+   flat by name (the grid's parent ``grid:<name>`` and its cells), metric charts
+   filtered to ``R_t`` (R_t on each system's own step axis, R_t_norm on the
+   common 0..1000 axis), columns system, case, seed, R, R_final;
 2. starts ``mlflow ui`` on 127.0.0.1 (a free port) against the store;
 3. runs ``chromium --headless --screenshot --virtual-time-budget`` on the chart
    view and on the table view, each with a new temporary profile;
@@ -36,29 +37,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-SHARE_KEY = "rdbench-grid"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
 ]
-
-
-def shared_view_state(chart_filter: str) -> dict:
-    """The experiment-page state the UI restores from ``?viewStateShareKey=``."""
-    return {
-        "searchFilter": "",
-        "orderByKey": "attributes.`run_name`",  # not by date, so cell runs are listed flat beside the parent
-        "orderByAsc": True,
-        "startTime": "ALL",
-        "lifecycleFilter": "Active",
-        "modelVersionFilter": "All Runs",
-        "datasetsFilter": [],
-        "runsHiddenMode": "SHOW_ALL",
-        "chartsSearchFilter": chart_filter,
-        "hideEmptyCharts": True,
-        "selectedColumns": ["tags.`rdbench.system`", "tags.`rdbench.case`", "tags.`rdbench.seed`",
-                            "metrics.`R`", "metrics.`R_final`"],
-    }
 
 
 def free_port() -> int:
@@ -109,6 +91,7 @@ def main() -> int:
 
     from mlflow import MlflowClient
 
+    from rdbench.grid import SHARED_VIEW_TAG, compare_url, shared_view_state
     from rdbench.report import latest_grid_run, select_runs
 
     client = MlflowClient(args.tracking_uri)
@@ -116,8 +99,7 @@ def main() -> int:
     exp_id = parent.info.experiment_id
     cells = select_runs(client, parent_run_id=parent.info.run_id).runs  # children and reused cell runs
     names = [parent.info.run_name, *sorted({r.info.run_name for r in cells})]
-    client.set_experiment_tag(exp_id, f"mlflow.sharedViewState.{SHARE_KEY}",
-                              json.dumps(shared_view_state(args.chart_filter)))
+    client.set_experiment_tag(exp_id, SHARED_VIEW_TAG, json.dumps(shared_view_state(args.chart_filter)))
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -130,13 +112,12 @@ def main() -> int:
     try:
         wait_for(f"{base}/health", timeout=240)
         args.out_dir.mkdir(parents=True, exist_ok=True)
-        page = f"{base}/#/experiments/{exp_id}/runs?viewStateShareKey={SHARE_KEY}"
         problems = []
         for mode, name, must_show in (
             ("CHART", "mlflow_ui_charts.png", ["R_t_norm", *names]),
             ("TABLE", "mlflow_ui_runs.png", names),
         ):
-            url = f"{page}&compareRunsMode={mode}"
+            url = compare_url(exp_id, base, mode)
             shot = args.out_dir / name
             chromium(args.chromium, url, args.budget_ms, args.window, screenshot=shot)
             dom = chromium(args.chromium, url, args.budget_ms, args.window)
@@ -152,8 +133,7 @@ def main() -> int:
             os.killpg(ui.pid, signal.SIGKILL)
             ui.wait()
     print(f"parent {parent.info.run_name} ({parent.info.run_id}) with {len(cells)} cell runs")
-    print(f"open the same view with `mlflow ui` running: http://127.0.0.1:5000/#/experiments/{exp_id}/runs"
-          f"?viewStateShareKey={SHARE_KEY}&compareRunsMode=CHART")
+    print(f"open the same view with `mlflow ui` running: {compare_url(exp_id)}")
     if problems:
         print("; ".join(problems), file=sys.stderr)
         return 1

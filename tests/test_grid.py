@@ -73,6 +73,11 @@ def test_smoke_grid_end_to_end_then_rerun_skips_every_cell(tracking_uri, mlflow_
     name_of = {r.info.run_id: r.info.run_name for r in children}
     assert [name_of[r["run_id"]] for r in rows] == [c.run_name for c in plan.cells]  # in grid order
     assert f"{len(expected)} finished, 0 skipped" in first.output
+    exp = mlflow_client.get_experiment_by_name(experiment)  # the MLflow UI: training view, a comparison view
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(exp.tags["mlflow.sharedViewState.rdbench-grid"])
+    assert view["chartsSearchFilter"] == "R_t" and "tags.`rdbench.case`" in view["selectedColumns"]
+    assert f"#/experiments/{exp.experiment_id}/runs?viewStateShareKey=rdbench-grid" in first.output
 
     second = invoke("grid", SMOKE, "--experiment", experiment, "--device", "cpu", "--no-report")
     assert second.exit_code == 0, second.output
