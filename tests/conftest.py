@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,3 +50,20 @@ def runs_of(client, experiment_name: str):
     if exp is None:
         return []
     return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def mlflow_run(entry_point: str, params: dict, *, experiment: str, tracking_uri: str, cwd, env=None):
+    """`mlflow run <repo> -e ENTRY --env-manager local -P k=v...` in a subprocess; assert it succeeded."""
+    mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
+    full_env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, **(env or {})}
+    full_env.pop("MLFLOW_RUN_ID", None)
+    command = [mlflow_bin, "run", str(REPO), "-e", entry_point, "--env-manager", "local",
+               "--experiment-name", experiment]
+    for key, value in params.items():
+        command += ["-P", f"{key}={value}"]
+    proc = subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import runs_of
+from conftest import mlflow_run, runs_of
 from test_ddpm import one_thread  # noqa: F401 - a fixture
 
 from rdbench.cli import main
@@ -159,17 +158,9 @@ def test_sigkill_then_resume_reaches_the_step_count_losing_at_most_one_interval(
 @pytest.mark.slow
 def test_mlflow_run_ddpm_entry_point(experiment, tracking_uri, mlflow_client, tmp_path):
     """`mlflow run . -e ddpm` (digits, smoke) logs the DDPM cell into the run mlflow created."""
-    repo = Path(__file__).resolve().parent.parent
-    mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "RDBENCH_DATA_DIR": str(tmp_path / "data"),
-           "OMP_NUM_THREADS": "1"}
-    env.pop("MLFLOW_RUN_ID", None)
-    proc = subprocess.run(
-        [mlflow_bin, "run", str(repo), "-e", "ddpm", "--env-manager", "local", "--experiment-name", experiment,
-         "-P", "dataset=digits", "-P", "profile=smoke", "-P", "train_steps=10", "-P", "device=cpu"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    mlflow_run("ddpm", {"dataset": "digits", "profile": "smoke", "train_steps": "10", "device": "cpu"},
+               experiment=experiment, tracking_uri=tracking_uri, cwd=tmp_path,
+               env={"RDBENCH_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"})
     (run,) = runs_of(mlflow_client, experiment)
     assert run.info.status == "FINISHED"
     assert run.data.params["train_steps"] == "10" and run.data.params["data_dir"] == "''"

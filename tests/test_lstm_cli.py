@@ -1,15 +1,11 @@
 """`rdbench run lstm` end to end on the real MLflow store, its bad input, and `mlflow run -e lstm`."""
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import runs_of
+from conftest import mlflow_run, runs_of
 
 from rdbench.cli import main
 
@@ -91,15 +87,8 @@ def test_bad_input_is_one_line_nonzero_and_leaves_no_run(args, message, experime
 
 @pytest.mark.slow
 def test_mlflow_run_lstm_logs_into_its_own_run(experiment, tracking_uri, mlflow_client, tmp_path):
-    mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    env.pop("MLFLOW_RUN_ID", None)
-    proc = subprocess.run(
-        [mlflow_bin, "run", str(REPO), "-e", "lstm", "--env-manager", "local", "--experiment-name", experiment,
-         "-P", "dataset=lorenz", "-P", "profile=smoke", "-P", "epochs=3", "-P", "device=cpu"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    mlflow_run("lstm", {"dataset": "lorenz", "profile": "smoke", "epochs": "3", "device": "cpu"},
+               experiment=experiment, tracking_uri=tracking_uri, cwd=tmp_path)
     (run,) = runs_of(mlflow_client, experiment)
     assert run.info.status == "FINISHED"
     assert run.data.params["dataset"] == "lorenz" and run.data.params["epochs"] == "3"

@@ -1,28 +1,14 @@
 """`mlflow run` end to end: the entry point logs into the run that `mlflow run` created."""
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import runs_of
-
-REPO = Path(__file__).resolve().parent.parent
+from conftest import mlflow_run, runs_of
 
 
 @pytest.mark.slow
 def test_mlflow_run_rd_logs_into_its_own_run(experiment, tracking_uri, mlflow_client, tmp_path):
-    mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    env.pop("MLFLOW_RUN_ID", None)
-    proc = subprocess.run(
-        [mlflow_bin, "run", str(REPO), "-e", "rd", "--env-manager", "local", "--experiment-name", experiment,
-         "-P", "profile=smoke", "-P", "feed=0.03", "-P", "steps=40", "-P", "device=cpu"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    mlflow_run("rd", {"profile": "smoke", "feed": "0.03", "steps": "40", "device": "cpu"},
+               experiment=experiment, tracking_uri=tracking_uri, cwd=tmp_path)
     runs = runs_of(mlflow_client, experiment)
     assert len(runs) == 1, "rdbench must log into the run mlflow run created, not a second one"
     (run,) = runs
