@@ -80,7 +80,7 @@ run = client.search_runs([exp.experiment_id], order_by=["attributes.start_time D
 m = run.data.metrics
 print("run", run.info.run_id, run.info.status, "device", run.data.params.get("device"))
 keys = ["M_react", "M_diff", "M_diff_closed_form", "R", "R_final", "M_eps", "control.untrained.R",
-        "control.untrained.M_react", "final_loss", "train_images_per_s", "sampling_s", "n_parameters",
+        "control.untrained.M_react", "control.oracle.R", "control.oracle_noise.R", "final_loss", "train_images_per_s", "sampling_s", "n_parameters",
         "wall_time_s"]
 for key in keys:
     if key in m:
