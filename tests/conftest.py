@@ -15,6 +15,14 @@ import torch
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory) -> Path:
+    """Datasets and checkpoints of every test go to a temporary folder, never the home cache."""
+    folder = tmp_path_factory.mktemp("data")
+    os.environ["RDBENCH_DATA_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tracking_uri(tmp_path_factory) -> str:
     """A real sqlite tracking store (created once: its migrations take seconds)."""
