@@ -283,15 +283,29 @@ def _mean_std(values: pd.Series | None) -> tuple[float, float]:
 # --------------------------------------------------------------------------- rendering
 
 
-def display_columns(table: pd.DataFrame) -> list[tuple[str, str, str | None]]:
-    """(header, value column, std column) of the human-readable table."""
+PARTS = ("paper", "controls")  # the two tables of the human-readable output
+
+
+def display_columns(table: pd.DataFrame, part: str = "paper") -> list[tuple[str, str, str | None]]:
+    """(header, value column, std column) of one part of the human-readable table.
+
+    ``paper``: M_react, M_diff, R and R_final beside the published values and the
+    difference. ``controls``: R beside each control's R and the alternative
+    magnitudes (e.g. M_diff_closed_form); empty when the runs have none.
+    """
     cols: list[tuple[str, str, str | None]] = [("seeds", "n_seeds", None)]
-    for q in QUANTITIES:
-        cols += [(q, q, f"{q}_std"), (f"{q} paper", f"{q}_paper", None), (f"Δ{q}", f"{q}_delta", None)]
-    for name in table.attrs.get("extras", []):
-        cols.append((name, name, f"{name}_std"))
-    for name in table.attrs.get("controls", []):
+    if part == "paper":
+        for q in QUANTITIES:
+            cols += [(q, q, f"{q}_std"), (f"{q} paper", f"{q}_paper", None), (f"Δ{q}", f"{q}_delta", None)]
+        return cols
+    extras, controls = table.attrs.get("extras", []), table.attrs.get("controls", [])
+    if not extras and not controls:
+        return []
+    cols.append(("R", "R", "R_std"))
+    for name in controls:
         cols.append((f"R {name}", f"control.{name}.R", f"control.{name}.R_std"))
+    for name in extras:
+        cols.append((name, name, f"{name}_std"))
     return cols
 
 
@@ -306,8 +320,11 @@ def _fmt(value: Any, std: Any = None, signed: bool = False, pm: str = " ± ") ->
     return text
 
 
-def display_rows(table: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list[list[str]]]:
-    cols = display_columns(table)
+def display_rows(table: pd.DataFrame, part: str = "paper", pm: str = " ± ") -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows of one part (empty header when the part has no column)."""
+    cols = display_columns(table, part)
+    if not cols:
+        return [], []
     profiles = table["profile"].nunique() > 1 if len(table) else False
     header = ["system", "case", *(["profile"] if profiles else []), *[c[0] for c in cols]]
     body = []
@@ -319,16 +336,25 @@ def display_rows(table: pd.DataFrame, pm: str = " ± ") -> tuple[list[str], list
     return header, body
 
 
+CONTROLS_TITLE = "Controls and other magnitudes (R of each control, mean ± std over seeds):"
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    header, body = display_rows(table)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines) + "\n"
+    """Table 1 beside the paper, then (when there are any) the controls."""
+    out = []
+    for part in PARTS:
+        header, body = display_rows(table, part)
+        if not header:
+            continue
+        if part == "controls":
+            out += ["", CONTROLS_TITLE, ""]
+        out += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        out += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(out) + "\n"
 
 
 def to_latex(table: pd.DataFrame, caption: str = "") -> str:
-    """A booktabs table (needs ``\\usepackage{booktabs}``)."""
-    header, body = display_rows(table, pm=r" $\pm$ ")
+    """Booktabs tables (need ``\\usepackage{booktabs}``): Table 1 beside the paper, then the controls."""
 
     def esc(text: str) -> str:
         text = text.replace("\\", r"\textbackslash{}")
@@ -339,16 +365,22 @@ def to_latex(table: pd.DataFrame, caption: str = "") -> str:
     def esc_cell(text: str) -> str:
         return " $\\pm$ ".join(esc(part) for part in text.split(" $\\pm$ "))
 
-    lines = [
-        r"\begin{table}[ht]", r"\centering", r"\small",
-        r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}", r"\toprule",
-        " & ".join(esc(h) for h in header) + r" \\", r"\midrule",
-        *[" & ".join(esc_cell(c) for c in row) + r" \\" for row in body],
-        r"\bottomrule", r"\end{tabular}",
-    ]
-    if caption:
-        lines.append(r"\caption{" + esc(caption) + "}")
-    lines.append(r"\end{table}")
+    lines = []
+    for part in PARTS:
+        header, body = display_rows(table, part, pm=r" $\pm$ ")
+        if not header:
+            continue
+        lines += [
+            r"\begin{table}[ht]", r"\centering", r"\small",
+            r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}", r"\toprule",
+            " & ".join(esc(h) for h in header) + r" \\", r"\midrule",
+            *[" & ".join(esc_cell(c) for c in row) + r" \\" for row in body],
+            r"\bottomrule", r"\end{tabular}",
+        ]
+        text = caption if part == "paper" else CONTROLS_TITLE.rstrip(":")
+        if text:
+            lines.append(r"\caption{" + esc(text) + "}")
+        lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
