@@ -275,8 +275,10 @@ def run_grid(
     exp_id = tracking.experiment_id(client, experiment)
     prepare_ui(client, exp_id)
     parent_tags = {tracking.TAG_KIND: "grid", TAG_GRID: plan.name, TAG_GRID_FILE: str(plan.path)}
-    if parent_run_id:
-        parent = tracking.TrackedRun.adopt(client, parent_run_id, parent_tags)
+    if parent_run_id:  # named like a parent rdbench made (MLflow gave it a random name)
+        parent = tracking.TrackedRun.adopt(
+            client, parent_run_id, {**parent_tags, tracking.TAG_RUN_NAME: f"grid:{plan.name}"}
+        )
     else:
         parent = tracking.TrackedRun.create(client, experiment, f"grid:{plan.name}", parent_tags)
     result = GridResult(parent.run_id, experiment)

@@ -127,7 +127,7 @@ def test_mlflow_run_id_becomes_the_parent(experiment, mlflow_client, monkeypatch
     assert len(children) == 2
     assert {r.data.tags[tracking.TAG_PARENT] for r in children} == {outer.info.run_id}
     adopted = mlflow_client.get_run(outer.info.run_id)
-    assert adopted.data.tags["rdbench.kind"] == "grid"
+    assert adopted.data.tags["rdbench.kind"] == "grid" and adopted.info.run_name == "grid:smoke"
     assert adopted.info.status == "RUNNING"  # `mlflow run` ends it from the exit status
 
 
