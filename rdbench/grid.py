@@ -85,7 +85,11 @@ def grid_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.exists() or path.suffix in (".yaml", ".yml") or "/" in str(name_or_path):
         return path
-    return conf_dir() / f"{name_or_path}.yaml"
+    named = conf_dir() / f"{name_or_path}.yaml"
+    if not named.exists():
+        grids = sorted(p.stem for p in conf_dir().glob("*.yaml") if p.stem != "published")
+        raise ConfigError(f"unknown grid {str(name_or_path)!r}; allowed: {', '.join(grids)}, or a grid file's path")
+    return named
 
 
 def load_grid(name_or_path: str | Path) -> tuple[Path, GridFile]:

@@ -173,6 +173,8 @@ def test_invalid_yaml_and_missing_file_are_one_line_errors(tmp_path, experiment)
     assert result.exit_code == 2 and "is not valid YAML" in result.output
     result = invoke("grid", tmp_path / "missing.yaml", "--experiment", experiment)
     assert result.exit_code == 2 and "cannot read config file" in result.output
+    result = invoke("grid", "quik", "--experiment", experiment)
+    assert result.exit_code == 2 and "unknown grid 'quik'; allowed: offline, paper, quick, smoke" in result.output
 
 
 def test_only_selects_cells_and_rejects_a_pattern_that_matches_nothing():
