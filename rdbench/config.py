@@ -81,7 +81,9 @@ def validate(model: type[BaseModel], data: Mapping[str, Any], source: str) -> An
 
 def describe_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> str:
     """One line for the first error: file, dotted key, the bad value and what is allowed."""
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # an unknown key explains a "missing" one better (a typo is both), so report it first
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = ".".join(str(part) for part in err["loc"])
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, err["loc"][:-1])

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from test_ddpm import one_thread  # noqa: F401 - a fixture
 
 from rdbench.systems.ddpm.oracle import ExactDenoiser, uniform_noise_images
 
@@ -64,6 +65,7 @@ def test_uniform_noise_images_are_seeded_and_in_range():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_oracle_controls_reach_the_run_and_the_table(experiment, mlflow_client):
     from click.testing import CliRunner
     from conftest import runs_of
