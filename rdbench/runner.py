@@ -4,7 +4,8 @@ A *cell* is one (system, case, seed) with fully resolved settings; it becomes on
 MLflow run. :func:`plan_cells` resolves and checks cells before anything starts
 (so bad input never leaves a half-written run); :func:`run_cells` runs them,
 batching cells that a system says can share a batch, and isolates failures: a
-cell (or batch) that raises is marked FAILED with its error and the others go on.
+cell that raises is marked FAILED with its error and the others go on (a batch
+that raises is rerun one cell at a time, so that only its bad cells fail).
 
 This module knows no particular system: it reaches them through the plug-in
 named in ``conf/systems/<name>.yaml``.
@@ -134,6 +135,38 @@ def run_cells(
         raise ValueError("adopt_run_id needs exactly one cell")
     client = tracking.client()
     reports: dict[int, CellReport] = {}
+
+    def report(index: int, item: CellReport) -> None:
+        reports[index] = item
+        if on_report:
+            on_report(item)
+
+    def execute(impl: System, group: list[tuple[int, Cell]], runs: list[tracking.TrackedRun]) -> None:
+        """Run one batch and log it; raises if the system does."""
+        jobs = [
+            Job(case=cell.case, seed=cell.seed, settings=cell.settings, recorder=run, profile=cell.profile)
+            for (_, cell), run in zip(group, runs, strict=True)
+        ]
+        start = time.perf_counter()
+        outcomes = impl.run(jobs, ctx)
+        wall = time.perf_counter() - start
+        if len(outcomes) != len(jobs):
+            raise RuntimeError(f"system {impl.name!r} returned {len(outcomes)} outcomes for {len(jobs)} jobs")
+        for (index, cell), run, outcome in zip(group, runs, outcomes, strict=True):
+            log_outcome(run, outcome, wall_time=wall, batch=len(jobs))
+            run.finish()
+            report(index, CellReport(cell, run.run_id, "FINISHED", metrics=outcome.balance.summary()))
+
+    def fail(group: list[tuple[int, Cell]], runs: list[tracking.TrackedRun], exc: BaseException) -> None:
+        for i, (index, cell) in enumerate(group):
+            if index in reports:
+                continue
+            run_id = None
+            if i < len(runs):
+                runs[i].fail(exc)
+                run_id = runs[i].run_id
+            report(index, CellReport(cell, run_id, "FAILED", error=tracking.one_line(exc)))
+
     for group in _groups(cells, config_path):
         impl = plugin(group[0][1].system, config_path)
         runs: list[tracking.TrackedRun] = []
@@ -149,36 +182,23 @@ def run_cells(
                     )
                 runs.append(run)
                 run.log_params(cell.params(str(ctx.device)))
-            jobs = [
-                Job(case=cell.case, seed=cell.seed, settings=cell.settings, recorder=run, profile=cell.profile)
-                for (_, cell), run in zip(group, runs, strict=True)
-            ]
-            start = time.perf_counter()
-            outcomes = impl.run(jobs, ctx)
-            wall = time.perf_counter() - start
-            if len(outcomes) != len(jobs):
-                raise RuntimeError(f"system {impl.name!r} returned {len(outcomes)} outcomes for {len(jobs)} jobs")
-            for (index, cell), run, outcome in zip(group, runs, outcomes, strict=True):
-                log_outcome(run, outcome, wall_time=wall, batch=len(jobs))
-                run.finish()
-                reports[index] = CellReport(cell, run.run_id, "FINISHED", metrics=outcome.balance.summary())
-                if on_report:
-                    on_report(reports[index])
+            execute(impl, group, runs)
         except KeyboardInterrupt as exc:
-            for run in runs:
-                run.fail(exc)
+            fail(group, runs, exc)
             raise
         except Exception as exc:  # noqa: BLE001 - isolate the failure, report it, go on
-            message = tracking.one_line(exc)
-            for run in runs:
-                run.fail(exc)
-            for i, (index, cell) in enumerate(group):
-                if index in reports:
-                    continue
-                run_id = runs[i].run_id if i < len(runs) else None
-                reports[index] = CellReport(cell, run_id, "FAILED", error=message)
-                if on_report:
-                    on_report(reports[index])
+            if len(group) == 1 or len(runs) != len(group):
+                fail(group, runs, exc)
+                continue
+            # A batch failed: run its cells one at a time, so that one bad cell fails alone.
+            for item, run in zip(group, runs, strict=True):
+                try:
+                    execute(impl, [item], [run])
+                except KeyboardInterrupt as again:
+                    fail(group, runs, again)
+                    raise
+                except Exception as alone:  # noqa: BLE001
+                    fail([item], [run], alone)
     return [reports[i] for i in range(len(cells))]
 
 

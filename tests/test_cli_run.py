@@ -100,3 +100,17 @@ def test_a_diverging_run_is_failed_not_running(experiment, mlflow_client):
 def test_help_explains_overrides():
     result = invoke("run", "--help")
     assert "--NAME VALUE" in result.output and "--profile" in result.output
+
+
+def test_one_diverging_cell_does_not_fail_its_batch_mates(experiment, mlflow_client):
+    """spot and a custom feed share a batch; the batch is rerun cell by cell after the divergence."""
+    from rdbench import runner
+    from rdbench.systems.base import RunContext
+
+    cells = runner.plan_cells("rd", ["spot", "stripe"], (0,), "smoke")
+    bad = runner.Cell("rd", "stripe", 0, "smoke", cells[1].settings.model_copy(update={"feed": 1.0e6}), {"feed": 1e6})
+    reports = runner.run_cells([cells[0], bad], experiment, RunContext())
+    assert [r.status for r in reports] == ["FINISHED", "FAILED"]
+    assert "SimulationDiverged" in reports[1].error
+    statuses = {r.info.run_name: r.info.status for r in runs_of(mlflow_client, experiment)}
+    assert statuses == {"rd/spot/seed=0": "FINISHED", "rd/stripe[feed=1000000.0]/seed=0": "FAILED"}
