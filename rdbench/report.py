@@ -37,7 +37,7 @@ QUANTITIES = ("M_react", "M_diff", "R", "R_final")  # Eqs. (12)-(19) and Fig. 3
 SYSTEM_NAMES = {"rd": "RD", "lstm": "LSTM", "ddpm": "DDPM"}
 CONTROL_KEY = re.compile(r"^control\.(?P<name>.+)\.R$")
 # e.g. M_diff_closed_form (not RD's M_reaction_u, nor the series logged while training)
-ALTERNATIVE_KEY = re.compile(r"^M_(react|diff)_(?!.*_during_training$).+$")
+ALTERNATIVE_KEY = re.compile(r"^M_(react|diff)_(?!.*during_training$).+$")
 SEED_SUFFIX = re.compile(r"/seed=\d+$")
 TABLE_DIR = "table"
 

@@ -124,7 +124,8 @@ def test_controls_and_alternative_magnitudes_are_found_from_metric_keys(tracking
     client = MlflowClient(tracking_uri)
     experiment = f"keys-{uuid.uuid4().hex[:8]}"
     exp_id = client.create_experiment(experiment)
-    base = {"M_react": 0.2, "M_diff": 3.0, "R": 0.2 / 3.0, "R_final": 0.7, "M_diff_closed_form": 3.03}
+    base = {"M_react": 0.2, "M_diff": 3.0, "R": 0.2 / 3.0, "R_final": 0.7, "M_diff_closed_form": 3.03,
+            "M_react_during_training": 0.3}  # a training-time series, not a magnitude of the table
     for seed, scale in ((0, 1.0), (1, 3.0)):
         make_cell(client, exp_id, "ddpm", "digits", seed,
                   {**base, "control.untrained.R": 0.01 * scale, "control.brandnew.R": 5.0 * scale,
