@@ -5,6 +5,8 @@
   as a band. Each cell's ``R_t_norm`` series (logged at steps round(1000 t)) is
   interpolated onto one common time axis first, so seeds whose runs stopped at
   different steps (Gray-Scott's early stop) still line up.
+  Controls (``control.<name>.R_t_norm``) are drawn as thin dashed lines in the
+  colour of their row.
 * Fig. 3: the final value of R_t per system and case as bars (mean over seeds),
   each seed as a dot and the published value as a black marker.
 
@@ -30,6 +32,7 @@ import seaborn as sns  # noqa: E402
 from rdbench.report import (  # noqa: E402
     SYSTEM_NAMES,
     PublishedRow,
+    control_names,
     row_keys,
     run_report_command,
     selection_options,
@@ -45,15 +48,16 @@ def row_name(system: str, variant: str) -> str:
     return f"{SYSTEM_NAMES.get(system, system)} {variant}"
 
 
-def r_t_frame(client, cells: pd.DataFrame, points: int = TIME_POINTS) -> pd.DataFrame:
+def r_t_frame(client, cells: pd.DataFrame, points: int = TIME_POINTS, prefix: str = "") -> pd.DataFrame:
     """R_t of every FINISHED cell on a common normalised time axis (long form).
 
-    Columns: row, system, seed, run_id, t, R_t.
+    Columns: row, system, seed, run_id, t, R_t. ``prefix`` ``"control.<name>."``
+    reads a control's series instead of the model's (cells without it are left out).
     """
     grid = np.linspace(0.0, 1.0, points)
     parts = []
     for _, cell in cells[cells["status"] == "FINISHED"].iterrows():
-        history = client.get_metric_history(cell["run_id"], "R_t_norm")
+        history = client.get_metric_history(cell["run_id"], prefix + "R_t_norm")
         if not history:
             continue
         steps = np.array([m.step for m in history], dtype=float)
@@ -77,13 +81,32 @@ def r_t_frame(client, cells: pd.DataFrame, points: int = TIME_POINTS) -> pd.Data
     return pd.concat(parts, ignore_index=True)
 
 
+def control_frames(client, cells: pd.DataFrame, points: int = TIME_POINTS) -> dict[str, pd.DataFrame]:
+    """R_t of each control found in the metric keys (``control.<name>.R``), per control name."""
+    frames = {}
+    for name in control_names(list(cells.columns)):
+        frame = r_t_frame(client, cells, points, prefix=f"control.{name}.")
+        if len(frame):
+            frames[name] = frame
+    return frames
+
+
 def _palette(rows: Sequence[str]) -> dict[str, tuple]:
     colours = sns.color_palette("tab10" if len(rows) <= 10 else "husl", len(rows))
     return dict(zip(rows, colours, strict=True))
 
 
-def figure_2(series: pd.DataFrame, log_scale: bool = False, title_note: str = "") -> plt.Figure:
-    """R_t over normalised time: one line per row (system/case), seeds' range as a band."""
+def figure_2(
+    series: pd.DataFrame,
+    log_scale: bool = False,
+    title_note: str = "",
+    controls: dict[str, pd.DataFrame] | None = None,
+) -> plt.Figure:
+    """R_t over normalised time: one line per row (system/case), seeds' range as a band.
+
+    Each control in ``controls`` adds, per row that has it, a thin dashed line in the
+    row's colour (the mean over seeds), labelled ``<row>: <control>``.
+    """
     rows = list(dict.fromkeys(series["row"]))
     systems = list(dict.fromkeys(series["system"]))
     sns.set_theme(style="whitegrid", context="paper")
@@ -105,6 +128,15 @@ def figure_2(series: pd.DataFrame, log_scale: bool = False, title_note: str = ""
             band.set_gid(f"band:{row}")
             if seeds[row] < 2:
                 band.remove()
+    palette = _palette(rows)
+    marks = ["--", (0, (1, 1)), (0, (4, 1, 1, 1)), (0, (6, 2))]
+    for k, (name, frame) in enumerate((controls or {}).items()):
+        for row, part in frame.groupby("row", sort=False):
+            if row not in palette:
+                continue
+            mean = part.groupby("t")["R_t"].mean()
+            ax.plot(mean.index, mean.to_numpy(), color=palette[row], linewidth=1.0, alpha=0.85,
+                    linestyle=marks[k % len(marks)], label=f"{row}: {name}", gid=f"control:{row}:{name}")
     ax.axhline(1.0, color="0.3", linewidth=0.9, linestyle=":", label="R_t = 1 (balance)", gid="balance")
     if log_scale:
         ax.set_yscale("log")
@@ -189,7 +221,7 @@ def make_figures(
 ) -> list[Path]:
     """Draw, save (PNG and PDF) and, when there is a parent run, log Fig. 2 and Fig. 3."""
     series = r_t_frame(client, cells)
-    fig2 = figure_2(series, log_scale=log_scale, title_note=title_note)
+    fig2 = figure_2(series, log_scale=log_scale, title_note=title_note, controls=control_frames(client, cells))
     fig3 = figure_3(final_frame(cells), published, title_note=title_note)
     paths = save_figure(fig2, out_dir, "fig2_R_t") + save_figure(fig3, out_dir, "fig3_R_final")
     plt.close(fig2)

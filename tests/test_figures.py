@@ -119,3 +119,25 @@ def test_figures_command_writes_png_and_pdf_and_logs_them(smoke, tmp_path):
     assert not (tmp_path / "table1.csv").exists()
     logged = {a.path for a in smoke.client.list_artifacts(smoke.parent, "figures")}
     assert logged == {f"figures/{s}.{e}" for s in ("fig2_R_t", "fig3_R_final") for e in ("png", "pdf")}
+
+
+def test_fig2_draws_each_control_dashed_in_its_rows_colour(smoke):
+    from rdbench.figures import control_frames
+
+    controls = control_frames(smoke.client, smoke.cells)
+    assert {"no_pattern", "untrained", "shuffled"} <= set(controls)  # found from the metric keys
+    fig = figure_2(r_t_frame(smoke.client, smoke.cells), controls=controls)
+    ax = fig.axes[0]
+    model = {line.get_gid(): line for line in ax.lines if line.get_gid() in smoke.rows}
+    drawn = [line for line in ax.lines if str(line.get_gid()).startswith("control:")]
+    expected = {(row, name) for name, frame in controls.items() for row in frame["row"].unique()}
+    assert {tuple(line.get_gid().split(":")[1:]) for line in drawn} == expected
+    for line in drawn:
+        _, row, name = line.get_gid().split(":")
+        assert line.get_linestyle() != "-" and line.get_color() == model[row].get_color()
+        runs = controls[name][controls[name]["row"] == row]["run_id"].unique()
+        first = np.mean([sorted((m.step, m.value) for m in smoke.client.get_metric_history(
+            r, f"control.{name}.R_t_norm"))[0][1] for r in runs])
+        assert line.get_ydata()[0] == pytest.approx(first)
+    assert f"{smoke.rows[0]}: " in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    plt.close(fig)
