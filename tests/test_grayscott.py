@@ -125,3 +125,15 @@ def test_reference_controls_run_in_the_same_batch():
     assert np.isnan(homogeneous.R)  # 0 / 0: R is undefined when both terms vanish
     no_pattern = outcome.controls["no_pattern"]
     assert np.isfinite(no_pattern.R) and no_pattern.M_react < outcome.balance.M_react
+
+
+@pytest.mark.slow
+def test_bench_rd_prints_the_ratios():
+    from click.testing import CliRunner
+
+    from rdbench.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "rd", "--grid-size", "32", "--steps", "20", "--rounds", "1"])
+    assert result.exit_code == 0, result.output
+    assert "ratio fused-with-metrics / numpy:" in result.output
+    assert "recording metrics every step costs" in result.output

@@ -212,6 +212,7 @@ class GrayScottSimulation:
             meter.record(step, norms)
         self.steps_run += 1
 
+    @torch.inference_mode()
     def run(self, meter: BalanceMeter, progress=None) -> int:
         """Run ``steps`` steps (or until every sample has stopped early); return steps run."""
         s = self.settings
