@@ -67,6 +67,8 @@ def mlflow_run(entry_point: str, params: dict, *, experiment: str, tracking_uri:
     """`mlflow run <repo> -e ENTRY --env-manager local -P k=v...` in a subprocess; assert it succeeded."""
     mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
     full_env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, **(env or {})}
+    # the entry points call `rdbench`: find it beside this interpreter even in a venv not activated
+    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     full_env.pop("MLFLOW_RUN_ID", None)
     command = [mlflow_bin, "run", str(REPO), "-e", entry_point, "--env-manager", "local",
                "--experiment-name", experiment]
