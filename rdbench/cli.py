@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -100,7 +101,20 @@ def print_report(report) -> None:
         click.echo(f"{report.cell.run_name:40s} {report.status}  {report.error}  run={report.run_id}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A click group whose commands in LAZY_COMMANDS are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS and name not in self.commands:
+            module_name, _, attr = LAZY_COMMANDS[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module_name), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """rdbench: measure the reaction/diffusion balance of Gray-Scott, LSTM and DDPM systems.
@@ -140,12 +154,12 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, config_pat
     One MLflow run per case x seed. Under `mlflow run`, a single cell logs into the run
     that `mlflow run` created; several cells become its children.
     """
+    overrides = {**parse_extra_options(ctx.args), **parse_sets(sets)}
+    if system not in available_systems() and config_path is None:  # before the heavy imports
+        raise CliError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
     from rdbench import runner, tracking
 
-    overrides = {**parse_extra_options(ctx.args), **parse_sets(sets)}
     try:
-        if system not in available_systems() and config_path is None:
-            raise ConfigError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
         cells = runner.plan_cells(system, cases or None, seeds or (0,), profile, overrides, config_path)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
@@ -166,24 +180,16 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, config_pat
         raise CliError(f"{len(failed)} of {len(reports)} cells failed: " + "; ".join(f"{r.cell.run_name}: {r.error}" for r in failed))
 
 
-def _register_optional_commands() -> None:
-    """Commands that live in their own modules (benchmarks, grid, report)."""
-    from rdbench.bench import bench
-    from rdbench.bench.oracle import oracle
-    from rdbench.container import container
-    from rdbench.figures import figures_command
-    from rdbench.grid import grid_command
-    from rdbench.report import table_command
-
-    main.add_command(bench)
-    main.add_command(oracle)
-    main.add_command(grid_command)
-    main.add_command(table_command)
-    main.add_command(figures_command)
-    main.add_command(container)
-
-
-_register_optional_commands()
+# Commands that live in their own modules, imported only when used, so that
+# `rdbench run` does not load seaborn, the report or the Docker SDK.
+LAZY_COMMANDS = {
+    "bench": "rdbench.bench:bench",
+    "container": "rdbench.container:container",
+    "figures": "rdbench.figures:figures_command",
+    "grid": "rdbench.grid:grid_command",
+    "oracle": "rdbench.bench.oracle:oracle",
+    "table": "rdbench.report:table_command",
+}
 
 
 if __name__ == "__main__":  # pragma: no cover
