@@ -36,15 +36,18 @@ class CliError(click.ClickException):
 def progress_bar(total: int, label: str = "") -> Iterator[Any]:
     """A click progress bar on a terminal; nothing elsewhere (logs stay quiet)."""
     if not sys.stderr.isatty():
+        from rdbench.systems.base import no_progress  # imports torch: only when a run starts
 
-        class _Silent:
-            def update(self, n: int = 1) -> None:
-                pass
-
-        yield _Silent()
+        with no_progress(total, label) as silent:
+            yield silent
         return
     with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar
+
+
+def experiment_name(option: str | None) -> str:
+    """``--experiment``, else ``$MLFLOW_EXPERIMENT_NAME``, else ``rdbench``."""
+    return option or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
 
 
 def parse_extra_options(args: Sequence[str]) -> dict[str, Any]:
@@ -164,7 +167,7 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, config_pat
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     run_ctx = common_run_context(device, data_dir, resume)
-    experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    experiment = experiment_name(experiment)
     env_run = tracking.active_env_run_id()
     adopt = env_run if env_run and len(cells) == 1 else None
     parent = env_run if env_run and len(cells) > 1 else None

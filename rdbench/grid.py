@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -400,7 +399,7 @@ def grid_command(grid_file, only, force, sets, device, experiment, data_dir, res
     parent = tracking.active_env_run_id()
     if parent:  # under `mlflow run`: its run is the parent, in its experiment
         experiment = client.get_experiment(client.get_run(parent).info.experiment_id).name
-    experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or cli.DEFAULT_EXPERIMENT
+    experiment = cli.experiment_name(experiment)
     click.echo(f"grid {plan.name} ({plan.path}): {len(plan.cells)} cells -> experiment {experiment!r}, "
                f"store {client.tracking_uri}")
     result = run_grid(plan, experiment, ctx, force=force, parent_run_id=parent, echo=click.echo)

@@ -507,7 +507,7 @@ def run_report_command(experiment, parent_run_id, all_cells, out_dir, log, publi
 
     if parent_run_id and all_cells:
         raise cli.CliError("--parent and --all-cells exclude each other")
-    experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or cli.DEFAULT_EXPERIMENT
+    experiment = cli.experiment_name(experiment)
     try:
         print_report(tracking.client(), parent_run_id, experiment, out_dir, all_cells=all_cells,
                      log=log, published_path=published_path, **kwargs)
