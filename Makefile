@@ -13,7 +13,7 @@ RDBENCH := $(abspath $(BIN))/rdbench
 # a missing engine is reported within a second. (Through env, which leaves the
 # interpreter's path to the kernel: GNU make's own check refuses one that lies behind
 # a folder the caller may only search, as for the Docker test's non-root caller.)
-CONTAINER := env $(abspath $(BIN))/python -m rdbench.container
+CONTAINER := env $(abspath $(BIN))/python -m rdbench.commands.container
 
 # The grid and where its results go (absolute paths: the container mounts them).
 GRID ?= conf/paper.yaml

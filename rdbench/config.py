@@ -44,11 +44,24 @@ class Settings(BaseModel):
 
 
 def conf_dir() -> Path:
-    """The ``conf/`` folder: ``$RDBENCH_CONF_DIR``, else the one beside the package."""
+    """The ``conf/`` folder: ``$RDBENCH_CONF_DIR``, else the one shipped inside the package.
+
+    The shipped configs are package data (``rdbench/conf``, also reachable as ``conf/``
+    at the top of a checkout), so an installed wheel finds them from any folder.
+    """
     env = os.environ.get("RDBENCH_CONF_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "conf"
+    return Path(__file__).resolve().parent / "conf"
+
+
+PUBLISHED = "published"  # conf/published.yaml: Table 1 as published, not a grid
+
+
+def available_grids(directory: Path | None = None) -> list[str]:
+    """Names of the grid files in ``conf/`` (``paper``, ``quick``...)."""
+    directory = directory or conf_dir()
+    return sorted(p.stem for p in directory.glob("*.yaml") if p.stem != PUBLISHED)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The DDPM device check (issue 4): one command, under 8 minutes on one CUDA GPU.
+# The DDPM device check: one command, under 8 minutes on one CUDA GPU.
 #
 #   bash scripts/gpu_ddpm_check.sh            # from the repository root
 #

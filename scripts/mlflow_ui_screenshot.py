@@ -9,7 +9,7 @@ chromium (`apt-get install -y chromium`):
 
 1. saves the *shared view* of the experiment that ``rdbench grid`` also saves
    (an experiment tag ``mlflow.sharedViewState.rdbench-grid``, what the UI's
-   "Share" button stores; see ``rdbench.grid.shared_view_state``): runs listed
+   "Share" button stores; see ``rdbench.tracking.ui.shared_view_state``): runs listed
    flat by name (the grid's parent ``grid:<name>`` and its cells), metric charts
    filtered to ``R_t`` (R_t on each system's own step axis, R_t_norm on the
    common 0..1000 axis), columns system, case, seed, R, R_final;
@@ -91,8 +91,8 @@ def main() -> int:
 
     from mlflow import MlflowClient
 
-    from rdbench.grid import SHARED_VIEW_TAG, compare_url, shared_view_state
-    from rdbench.report import latest_grid_run, select_runs
+    from rdbench.report.selection import latest_grid_run, select_runs
+    from rdbench.tracking.ui import SHARED_VIEW_TAG, compare_url, shared_view_state
 
     client = MlflowClient(args.tracking_uri)
     parent = client.get_run(args.parent) if args.parent else latest_grid_run(client, args.experiment)

@@ -2,11 +2,10 @@
 
 
 import pytest
-from conftest import mlflow_run, runs_of
 
 
 @pytest.mark.slow
-def test_mlflow_run_rd_logs_into_its_own_run(experiment, tracking_uri, mlflow_client, tmp_path):
+def test_mlflow_run_rd_logs_into_its_own_run(experiment, tracking_uri, mlflow_client, tmp_path, runs_of, mlflow_run):
     mlflow_run("rd", {"profile": "smoke", "feed": "0.03", "steps": "40", "device": "cpu"},
                experiment=experiment, tracking_uri=tracking_uri, cwd=tmp_path)
     runs = runs_of(mlflow_client, experiment)

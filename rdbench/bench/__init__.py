@@ -1,22 +1,7 @@
-"""Benchmark commands: each prints, from one run, rdbench's throughput beside a baseline.
+"""Benchmarks: each measures, in one run, rdbench's throughput beside a baseline and prints the ratio.
 
-Speed targets live here, never in unit tests: the machines are shared and noisy, so
-a benchmark measures both sides in the same process, interleaved, and prints the ratio.
-Each system adds one module with a click command and one line below.
+Speed targets live here, never in unit tests: the machines are shared and noisy, so a
+benchmark times both sides in the same process with the one interleaved loop of
+:mod:`.timing`. One module per system (:mod:`.rd`, :mod:`.lstm`, :mod:`.ddpm`); the
+``rdbench bench`` commands print what they report.
 """
-
-import click
-
-from rdbench.bench.ddpm import bench_ddpm
-from rdbench.bench.lstm import bench_lstm
-from rdbench.bench.rd import bench_rd
-
-
-@click.group()
-def bench() -> None:
-    """Benchmarks that print side-by-side throughput ratios."""
-
-
-bench.add_command(bench_rd, "rd")
-bench.add_command(bench_lstm, "lstm")
-bench.add_command(bench_ddpm, "ddpm")

@@ -20,13 +20,13 @@ Printed, from one run:
 from __future__ import annotations
 
 import contextlib
-import time
+from collections.abc import Callable
 
-import click
 import torch
 import torch.nn.functional as F
 
 from rdbench.balance import BalanceMeter, term_norms
+from rdbench.bench.timing import interleaved
 from rdbench.config import load_system
 from rdbench.systems.base import resolve_device
 from rdbench.systems.ddpm.model import count_parameters
@@ -94,40 +94,20 @@ class TrainStep:
 
 def best_of(variants: dict, rounds: int, repeat: int, device: torch.device) -> dict[str, float]:
     """Seconds per call of each variant: interleaved rounds, the best round kept."""
-    best = {name: float("inf") for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(repeat):
-                fn()
-            _sync(device)
-            best[name] = min(best[name], (time.perf_counter() - t0) / repeat)
-    return best
+    timings = interleaved(variants, rounds, repeat=repeat, sync=lambda: _sync(device))
+    return {name: timings.best(name) for name in variants}
 
 
-@click.command()
-@click.option("--profile", default="quick", show_default=True, help="Settings profile whose U-Net is timed (paper, quick, smoke).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-@click.option("--batch", default=None, type=int, help="Training batch (default: the profile's batch_size).")
-@click.option("--channels", default="1", type=click.Choice(["1", "3"]), show_default=True,
-              help="Image channels (1: MNIST-like, 3: CIFAR10-like).")
-@click.option("--train-steps", default=5, show_default=True, help="Training steps per timed round.")
-@click.option("--sampling-steps", default=30, show_default=True, help="Reverse steps per timed sampling round.")
-@click.option("--sampling-rounds", default=10, show_default=True, help="Interleaved sampling rounds (best and median kept).")
-@click.option("--samples", default=None, type=int, help="Images per sampling batch (default: the profile's sampler.batch_size).")
-@click.option("--rounds", default=3, show_default=True, help="Interleaved rounds; the best of each variant is kept.")
-@click.option("--m-diff-samples", default=2, show_default=True, help="Samples for the M_diff check at the paper settings (0 skips it).")
-def bench_ddpm(profile, device, batch, channels, train_steps, sampling_steps, sampling_rounds, samples, rounds,
-               m_diff_samples) -> None:
+def bench_ddpm(profile: str, device: str, batch: int | None, channels: int, train_steps: int,
+               sampling_steps: int, sampling_rounds: int, samples: int | None, rounds: int,
+               m_diff_samples: int, echo: Callable[[str], None] = print) -> None:
     """DDPM: U-Net training images/s vs diffusers' UNet2DModel; probe cost; M_diff vs Table 1."""
     dev = resolve_device(device)
-    channels = int(channels)
     conf = load_system("ddpm")
     s = conf.resolve("mnist" if channels == 1 else "cifar10", profile)
     batch = batch or s.batch_size
     samples = samples or s.sampler.batch_size
-    click.echo(f"DDPM bench: profile {profile}, device {dev}, torch threads {torch.get_num_threads()}, "
+    echo(f"DDPM bench: profile {profile}, device {dev}, torch threads {torch.get_num_threads()}, "
                f"{channels}x32x32 images, bf16 {s.bf16 and dev.type == 'cuda'}, "
                f"channels-last {s.channels_last and dev.type == 'cuda'}")
 
@@ -142,12 +122,12 @@ def bench_ddpm(profile, device, batch, channels, train_steps, sampling_steps, sa
     for fn in steps.values():  # warm-up (allocator, kernels)
         fn()
     seconds = best_of(steps, rounds, train_steps, dev)
-    click.echo(f"\n1. training, batch {batch}, {train_steps} steps x {rounds} rounds (best round):")
+    echo(f"\n1. training, batch {batch}, {train_steps} steps x {rounds} rounds (best round):")
     for name, sec in seconds.items():
-        click.echo(f"  {name:24s} {count_parameters(steps[name].net) / 1e6:7.3f} M params   "
+        echo(f"  {name:24s} {count_parameters(steps[name].net) / 1e6:7.3f} M params   "
                    f"{batch / sec:9.1f} images/s")
     ratio = seconds["diffusers UNet2DModel"] / seconds["rdbench UNet"]
-    click.echo(f"  ratio rdbench / diffusers: {ratio:.2f}x images/s")
+    echo(f"  ratio rdbench / diffusers: {ratio:.2f}x images/s")
 
     # 2. the probe's cost during sampling
     ours.eval()
@@ -164,37 +144,30 @@ def bench_ddpm(profile, device, batch, channels, train_steps, sampling_steps, sa
         sample(eps, schedule, samples, shape, torch.Generator(device=dev).manual_seed(0), dev, meter)
         meter.result()  # the one transfer of all recorded norms
 
-    plain()
-    probed()
-    times: dict[str, list[float]] = {"plain sampling loop": [], "sampling with the probe": []}
-    for r in range(sampling_rounds):  # many short rounds, alternating the order
-        order = [("plain sampling loop", plain), ("sampling with the probe", probed)]
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            _sync(dev)
-            t0 = time.perf_counter()
-            fn()
-            _sync(dev)
-            times[name].append(time.perf_counter() - t0)
-    best = {name: min(ts) for name, ts in times.items()}
-    median = {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
-    click.echo(f"\n2. sampling, {samples} images x {sampling_steps} reverse steps x {sampling_rounds} rounds:")
+    # many short rounds, alternating the order
+    sampling = interleaved({"plain sampling loop": plain, "sampling with the probe": probed}, sampling_rounds,
+                           sync=lambda: _sync(dev), alternate=True, warmup=True)
+    times = sampling.seconds
+    best = {name: sampling.best(name) for name in times}
+    median = {name: sampling.median(name) for name in times}
+    echo(f"\n2. sampling, {samples} images x {sampling_steps} reverse steps x {sampling_rounds} rounds:")
     for name in times:
-        click.echo(f"  {name:24s} {best[name] / sampling_steps * 1e3:9.3f} ms/step (best)  "
+        echo(f"  {name:24s} {best[name] / sampling_steps * 1e3:9.3f} ms/step (best)  "
                    f"{median[name] / sampling_steps * 1e3:9.3f} ms/step (median)")
-    click.echo("  end to end, the probe costs "
+    echo("  end to end, the probe costs "
                f"{100 * (best['sampling with the probe'] / best['plain sampling loop'] - 1):+.2f} % (best), "
                f"{100 * (median['sampling with the probe'] / median['plain sampling loop'] - 1):+.2f} % (median) "
                "of the plain loop (target <= 5 %)")
     # The same, isolated from the network's timing noise: the step arithmetic with and without the probe.
     extra = _probe_arithmetic_s(schedule, samples, shape, dev)
     plain_step = median["plain sampling loop"] / sampling_steps
-    click.echo(f"  isolated: the probe adds {extra * 1e6:.1f} us per step = {100 * extra / plain_step:.2f} % "
+    echo(f"  isolated: the probe adds {extra * 1e6:.1f} us per step = {100 * extra / plain_step:.2f} % "
                f"of the plain loop's {plain_step * 1e3:.3f} ms/step (target <= 5 %)")
 
     # 3. M_diff at the paper settings
     if m_diff_samples <= 0:
         return
-    click.echo(f"\n3. M_diff at the paper settings, {m_diff_samples} samples through the sampler and the meter "
+    echo(f"\n3. M_diff at the paper settings, {m_diff_samples} samples through the sampler and the meter "
                f"(untrained paper-profile U-Net; M_diff does not depend on the network):")
     for c, cases in ((1, ("mnist", "fashionmnist")), (3, ("cifar10",))):
         paper = conf.resolve(cases[0], "paper")
@@ -205,7 +178,7 @@ def bench_ddpm(profile, device, batch, channels, train_steps, sampling_steps, sa
         closed = sched.closed_form_m_diff(c * 32 * 32)
         for case in cases:
             table = TABLE1_M_DIFF[case]
-            click.echo(f"  {case:13s} {c}x32x32  measured {result.M_diff:.4f}  closed form {closed:.4f}  "
+            echo(f"  {case:13s} {c}x32x32  measured {result.M_diff:.4f}  closed form {closed:.4f}  "
                        f"Table 1 {table:.4f}  measured/Table 1 - 1 = {100 * (result.M_diff / table - 1):+.2f} %  "
                        f"({result.n_steps} steps)")
 

@@ -14,13 +14,13 @@ each is kept (the least disturbed by other load on a shared machine).
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 
-import click
 import torch
 from torch import nn
 
 from rdbench.balance import BalanceMeter
+from rdbench.bench.timing import interleaved
 from rdbench.systems.base import resolve_device
 from rdbench.systems.lstm.model import NextStepLSTM, build_model, next_step_loss
 from rdbench.systems.lstm.probe import measure_teacher_forced
@@ -74,15 +74,8 @@ def probe_round(model: NextStepLSTM, data: torch.Tensor) -> None:
     meter.result()  # stacks the norms: the whole cost of a measurement
 
 
-@click.command()
-@click.option("--batch", default=256, show_default=True, help="Sequences per batch.")
-@click.option("--seq-len", default=200, show_default=True, help="Values per sequence.")
-@click.option("--hidden", default=16, show_default=True, help="Hidden units.")
-@click.option("--train-steps", default=3, show_default=True, help="Adam steps per timed training round.")
-@click.option("--rounds", default=5, show_default=True, help="Interleaved rounds; the best of each variant is kept.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-@click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads. Default: PyTorch's.")
-def bench_lstm(batch: int, seq_len: int, hidden: int, train_steps: int, rounds: int, device: str, threads: int | None) -> None:
+def bench_lstm(batch: int, seq_len: int, hidden: int, train_steps: int, rounds: int, device: str,
+               threads: int | None, echo: Callable[[str], None] = print) -> None:
     """LSTM: fused nn.LSTM training vs an nn.LSTMCell loop; the probe vs a plain nn.LSTM forward."""
     if threads is not None:
         torch.set_num_threads(threads)
@@ -98,26 +91,18 @@ def bench_lstm(batch: int, seq_len: int, hidden: int, train_steps: int, rounds: 
         "plain nn.LSTM forward (no metrics)": lambda: forward_round(fused, data),
         "probe + meter, every step": lambda: probe_round(fused, data),
     }
-    for fn in variants.values():  # warm-up: lazy initialisation, allocator, kernels
-        fn()
-    _sync(dev)
-    best = {name: float("inf") for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            t = time.perf_counter()
-            fn()
-            _sync(dev)
-            best[name] = min(best[name], time.perf_counter() - t)
+    timings = interleaved(variants, rounds, sync=lambda: _sync(dev), warmup=True)
+    best = {name: timings.best(name) for name in variants}
 
     per_round = {name: batch * (train_steps if name.startswith("train") else 1) for name in variants}
     rate = {name: per_round[name] / best[name] for name in variants}
-    click.echo(
+    echo(
         f"LSTM(1, {hidden}) + read-out, batch {batch} x {seq_len} values, {rounds} rounds, "
         f"device {dev}, torch threads {torch.get_num_threads()}"
     )
     for name in variants:
-        click.echo(f"  {name:38s} {rate[name]:12.1f} sequences/s")
+        echo(f"  {name:38s} {rate[name]:12.1f} sequences/s")
     train_ratio = rate["train, fused nn.LSTM"] / rate["train, Python loop over nn.LSTMCell"]
     probe_cost = best["probe + meter, every step"] / best["plain nn.LSTM forward (no metrics)"]
-    click.echo(f"ratio training throughput fused / LSTMCell loop: {train_ratio:.2f}x")
-    click.echo(f"probe cost / plain nn.LSTM forward: {probe_cost:.2f}x the time")
+    echo(f"ratio training throughput fused / LSTMCell loop: {train_ratio:.2f}x")
+    echo(f"probe cost / plain nn.LSTM forward: {probe_cost:.2f}x the time")

@@ -13,12 +13,13 @@ dtype; the best round of each is kept (the least disturbed by other load). Print
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-import click
 import numpy as np
 import torch
 
 from rdbench.balance import BalanceMeter
+from rdbench.bench.timing import interleaved
 from rdbench.config import load_system
 from rdbench.systems.base import resolve_device
 from rdbench.systems.grayscott import TERMS, GrayScottSettings, GrayScottSimulation, initial_state
@@ -59,13 +60,8 @@ def rdbench_run(settings: GrayScottSettings, batch: int, device: torch.device, m
         torch.cuda.synchronize()
 
 
-@click.command()
-@click.option("--grid-size", default=256, show_default=True, help="Cells per side.")
-@click.option("--steps", default=300, show_default=True, help="Steps per timed round.")
-@click.option("--batch", default=1, show_default=True, help="Samples advanced together.")
-@click.option("--rounds", default=5, show_default=True, help="Interleaved rounds; the best of each variant is kept.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-def bench_rd(grid_size: int, steps: int, batch: int, rounds: int, device: str) -> None:
+def bench_rd(grid_size: int, steps: int, batch: int, rounds: int, device: str,
+             echo: Callable[[str], None] = print) -> None:
     """Gray-Scott throughput: rdbench (eager and fused) against a numpy np.roll step."""
     dev = resolve_device(device)
     conf = load_system("rd")
@@ -85,26 +81,19 @@ def bench_rd(grid_size: int, steps: int, batch: int, rounds: int, device: str) -
         "rdbench fused, no metrics": lambda: rdbench_run(fused, batch, dev, False),
         "rdbench fused, metrics every step": lambda: rdbench_run(fused, batch, dev, True),
     }
-    best = {name: float("inf") for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            t = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t)
+    timings = interleaved(variants, rounds)
+    best = {name: timings.best(name) for name in variants}
     updates = grid_size * grid_size * batch * steps
-    click.echo(
+    echo(
         f"Gray-Scott {grid_size}x{grid_size}, batch {batch}, {steps} steps x {rounds} rounds, "
         f"{eager.dtype}, device {dev}, torch threads {torch.get_num_threads()}"
     )
-    click.echo(f"(torch.compile warm-up: {compile_s:.1f} s, not timed)")
+    echo(f"(torch.compile warm-up: {compile_s:.1f} s, not timed)")
     for name, seconds in best.items():
-        click.echo(f"  {name:38s} {updates / seconds / 1e6:9.1f} M cell-updates/s")
+        echo(f"  {name:38s} {updates / seconds / 1e6:9.1f} M cell-updates/s")
     numpy_rate = updates / best["numpy np.roll step (no metrics)"]
     headline = updates / best["rdbench fused, metrics every step"]
     overhead = best["rdbench fused, metrics every step"] / best["rdbench fused, no metrics"] - 1
-    click.echo(f"ratio fused-with-metrics / numpy: {headline / numpy_rate:.2f}x")
-    click.echo(f"ratio eager-with-metrics / numpy: {updates / best['rdbench eager, metrics every step'] / numpy_rate:.2f}x")
-    click.echo(f"recording metrics every step costs {100 * overhead:+.1f} % of the fused step")
-
-
-
+    echo(f"ratio fused-with-metrics / numpy: {headline / numpy_rate:.2f}x")
+    echo(f"ratio eager-with-metrics / numpy: {updates / best['rdbench eager, metrics every step'] / numpy_rate:.2f}x")
+    echo(f"recording metrics every step costs {100 * overhead:+.1f} % of the fused step")

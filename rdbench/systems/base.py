@@ -80,13 +80,19 @@ class RunContext:
 
 @dataclass
 class Job:
-    """One cell of the study as a system sees it."""
+    """One cell of the study as a system sees it.
+
+    ``config_hash`` identifies everything that shaped the cell's result (system,
+    case, seed, settings): a system keys files it keeps between runs (checkpoints)
+    by it.
+    """
 
     case: str
     seed: int
     settings: Any  # the system's Settings model
     recorder: Recorder
     profile: str = "paper"
+    config_hash: str = ""
 
 
 @dataclass
@@ -107,8 +113,6 @@ class System(abc.ABC):
 
     name: ClassVar[str]
     Settings: ClassVar[type[Settings]]
-    #: names of the controls this system measures beside the real model
-    controls: ClassVar[tuple[str, ...]] = ()
 
     def check(self, settings: Any) -> None:
         """Reject settings that cannot run (raise ConfigError) before any run starts."""
@@ -119,8 +123,14 @@ class System(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def run(self, jobs: Sequence[Job], ctx: RunContext) -> list[Outcome]:
-        """Run the jobs (one group) and return one Outcome per job, in order."""
+    def run(self, jobs: Sequence[Job], ctx: RunContext) -> list[Outcome | BaseException]:
+        """Run the jobs (one group) and return one entry per job, in order.
+
+        An entry is the job's :class:`Outcome`, or the exception that made that job
+        fail (e.g. one diverging row of a batched simulation): the runner marks that
+        job's cell FAILED with it and the others FINISHED. An exception raised out of
+        ``run`` fails the whole group.
+        """
 
 
 def resolve_device(name: str) -> torch.device:

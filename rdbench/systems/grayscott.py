@@ -257,7 +257,6 @@ class GrayScott(System):
 
     name = "rd"
     Settings = GrayScottSettings
-    controls = ("no_pattern", "homogeneous")  # as named in conf/systems/rd.yaml
 
     def check(self, settings: GrayScottSettings) -> None:
         if settings.dt > settings.max_stable_dt:

@@ -1,4 +1,4 @@
-"""The exact denoiser: the best possible epsilon-predictor for a finite training set (issue 7).
+"""The exact denoiser: the best possible epsilon-predictor for a finite training set.
 
 For training images {x0_i} (the empirical data distribution) and the forward process
 ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``, the posterior over which image

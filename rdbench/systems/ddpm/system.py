@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
-from rdbench.config import ConfigError, Settings, config_hash
+from rdbench.config import ConfigError, Settings
 from rdbench.systems.base import Job, Outcome, RunContext, System
 from rdbench.systems.ddpm.data import DATASETS, IMAGE_SIZE, ImageSet, default_data_dir, load_dataset
 from rdbench.systems.ddpm.model import UNet, count_parameters
@@ -110,8 +110,10 @@ def build_model(settings: DDPMSettings, seed: int) -> UNet:
 
 def checkpoint_dir(job: Job, ctx: RunContext) -> Path:
     """``<data dir>/checkpoints/<config hash>``: one folder per cell, found again by ``--resume``."""
+    if not job.config_hash:
+        raise ValueError("a DDPM job needs its config_hash: checkpoints are kept per configuration")
     root = ctx.data_dir or default_data_dir()
-    return Path(root) / "checkpoints" / config_hash("ddpm", job.case, job.seed, job.settings)
+    return Path(root) / "checkpoints" / job.config_hash
 
 
 def image_grid(images: torch.Tensor, pixel_range: tuple[float, float], columns: int = 8) -> np.ndarray:
@@ -134,7 +136,6 @@ class DDPM(System):
 
     name = "ddpm"
     Settings = DDPMSettings
-    controls = ("untrained", "oracle", "oracle_noise")
 
     def check(self, settings: DDPMSettings) -> None:
         lo, hi = settings.pixel_range

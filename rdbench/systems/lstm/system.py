@@ -92,7 +92,6 @@ class LSTMSystem(System):
 
     name = "lstm"
     Settings = LSTMSettings
-    controls = ("untrained", "shuffled")
 
     def check(self, settings: LSTMSettings) -> None:
         s = settings

@@ -1,0 +1,72 @@
+"""``rdbench bench rd|lstm|ddpm``: throughput beside a baseline, measured side by side in one run."""
+
+from __future__ import annotations
+
+import click
+
+from rdbench.commands.options import one_line_errors
+
+Positive = click.IntRange(min=1)
+device_choice = click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+rounds_option = click.option("--rounds", default=5, show_default=True, type=Positive,
+                             help="Interleaved rounds; the best of each variant is kept.")
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks that print side-by-side throughput ratios."""
+
+
+@bench.command("rd")
+@click.option("--grid-size", default=256, show_default=True, type=Positive, help="Cells per side.")
+@click.option("--steps", default=300, show_default=True, type=Positive, help="Steps per timed round.")
+@click.option("--batch", default=1, show_default=True, type=Positive, help="Samples advanced together.")
+@rounds_option
+@device_choice
+def bench_rd(grid_size, steps, batch, rounds, device) -> None:
+    """Gray-Scott throughput: rdbench (eager and fused) against a numpy np.roll step."""
+    from rdbench.bench.rd import bench_rd as measure
+
+    with one_line_errors(ValueError):
+        measure(grid_size, steps, batch, rounds, device, echo=click.echo)
+
+
+@bench.command("lstm")
+@click.option("--batch", default=256, show_default=True, type=Positive, help="Sequences per batch.")
+@click.option("--seq-len", default=200, show_default=True, type=click.IntRange(min=2), help="Values per sequence.")
+@click.option("--hidden", default=16, show_default=True, type=Positive, help="Hidden units.")
+@click.option("--train-steps", default=3, show_default=True, type=Positive, help="Adam steps per timed training round.")
+@rounds_option
+@device_choice
+@click.option("--threads", default=None, type=Positive, help="torch CPU threads. Default: PyTorch's.")
+def bench_lstm(batch, seq_len, hidden, train_steps, rounds, device, threads) -> None:
+    """LSTM: fused nn.LSTM training vs an nn.LSTMCell loop; the probe vs a plain nn.LSTM forward."""
+    from rdbench.bench.lstm import bench_lstm as measure
+
+    with one_line_errors(ValueError):
+        measure(batch, seq_len, hidden, train_steps, rounds, device, threads, echo=click.echo)
+
+
+@bench.command("ddpm")
+@click.option("--profile", default="quick", show_default=True, help="Settings profile whose U-Net is timed (paper, quick, smoke).")
+@device_choice
+@click.option("--batch", default=None, type=Positive, help="Training batch (default: the profile's batch_size).")
+@click.option("--channels", default="1", type=click.Choice(["1", "3"]), show_default=True,
+              help="Image channels (1: MNIST-like, 3: CIFAR10-like).")
+@click.option("--train-steps", default=5, show_default=True, type=Positive, help="Training steps per timed round.")
+@click.option("--sampling-steps", default=30, show_default=True, type=click.IntRange(min=2),
+              help="Reverse steps per timed sampling round.")
+@click.option("--sampling-rounds", default=10, show_default=True, type=Positive,
+              help="Interleaved sampling rounds (best and median kept).")
+@click.option("--samples", default=None, type=Positive, help="Images per sampling batch (default: the profile's sampler.batch_size).")
+@click.option("--rounds", default=3, show_default=True, type=Positive, help="Interleaved rounds; the best of each variant is kept.")
+@click.option("--m-diff-samples", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Samples for the M_diff check at the paper settings (0 skips it).")
+def bench_ddpm(profile, device, batch, channels, train_steps, sampling_steps, sampling_rounds, samples, rounds,
+               m_diff_samples) -> None:
+    """DDPM: U-Net training images/s vs diffusers' UNet2DModel; probe cost; M_diff vs Table 1."""
+    from rdbench.bench.ddpm import bench_ddpm as measure
+
+    with one_line_errors(ValueError):
+        measure(profile, device, batch, int(channels), train_steps, sampling_steps, sampling_rounds, samples,
+                rounds, m_diff_samples, echo=click.echo)

@@ -1,0 +1,80 @@
+"""``rdbench grid GRID``: a configured study as one parent MLflow run, then Table 1 and the figures."""
+
+from __future__ import annotations
+
+import click
+
+from rdbench.commands.options import (
+    CliError,
+    data_dir_option,
+    device_option,
+    experiment_name,
+    experiment_option,
+    log_scale_option,
+    one_line_errors,
+    options,
+    out_option,
+    parse_sets,
+    run_context,
+)
+from rdbench.commands.output import Announcer, print_report
+
+
+@click.command(
+    epilog=(
+        "Examples:\n\n"
+        "  rdbench grid conf/offline.yaml          # RD, LSTM, DDPM on digits; no network\n\n"
+        "  rdbench grid quick --only ddpm/mnist    # one row of the quick grid\n\n"
+        "  rdbench grid paper --only 'rd/*' --force\n\n"
+        "A cell whose identical resolved config already has a FINISHED run in the\n"
+        "experiment is skipped (its run is reused); --force reruns it."
+    ),
+)
+@click.argument("grid_file")
+@options(
+    click.option("--only", multiple=True, metavar="PATTERN",
+                 help="Run only the matching cells: ddpm, ddpm/mnist, 'rd/*', rd/spot/seed=1. Repeatable."),
+    click.option("--force", is_flag=True, help="Rerun cells that already have a FINISHED run."),
+    click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting in every cell. Repeatable."),
+    device_option,
+    experiment_option,
+    data_dir_option,
+    click.option("--resume", is_flag=True, help="Close RUNNING runs a killed process left and continue from checkpoints."),
+    click.option("--report/--no-report", default=True, show_default=True,
+                 help="Regenerate Table 1, Fig. 2 and Fig. 3 at the end and log them to the parent run."),
+    out_option,
+    log_scale_option,
+)
+def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, report, out_dir, log_scale) -> None:
+    """Run the grid GRID_FILE (conf/paper.yaml, quick, offline, smoke...) as one parent MLflow run.
+
+    Every cell (system x case x seed) is a child run. A failing cell is marked
+    FAILED and the others go on; the command then exits non-zero.
+    """
+    from rdbench.study.execution import run_grid
+    from rdbench.study.grid import plan_grid
+    from rdbench.study.runner import failure_summary
+    from rdbench.tracking.store import active_env_run_id
+    from rdbench.tracking.store import client as tracking_client
+    from rdbench.tracking.ui import compare_url
+
+    with one_line_errors():
+        plan = plan_grid(grid_file, only, parse_sets(sets))
+    ctx = run_context(device, data_dir, resume)
+    client = tracking_client()
+    parent = active_env_run_id()
+    if parent:  # under `mlflow run`: its run is the parent, in its experiment
+        experiment = client.get_experiment(client.get_run(parent).info.experiment_id).name
+    experiment = experiment_name(experiment)
+    click.echo(f"grid {plan.name} ({plan.path}): {len(plan.cells)} cells -> experiment {experiment!r}, "
+               f"store {client.tracking_uri}")
+    result = run_grid(plan, experiment, ctx, force=force, parent_run_id=parent,
+                      on_report=Announcer(len(plan.cells)))
+    click.echo(f"grid {plan.name}: {result.summary()}; parent run {result.parent_run_id}")
+    click.echo(f"compare the cells: `mlflow ui --backend-store-uri {client.tracking_uri}`, "
+               f"then {compare_url(result.experiment_id)}")
+    if report and (result.count("FINISHED") or result.count("SKIPPED")):
+        print_report(experiment, result.parent_run_id, out_dir, log_scale=log_scale)
+    failed = failure_summary(result.reports)
+    if failed:
+        raise CliError(failed)

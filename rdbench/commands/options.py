@@ -1,0 +1,130 @@
+"""What every command shares: the one-line error, common options, parsing, the run context.
+
+Imports neither torch nor MLflow at module level, so that a bad argument is refused
+within a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rdbench.config import ConfigError, parse_assignment
+
+DEFAULT_EXPERIMENT = "rdbench"
+DEFAULT_OUT = "outputs/report"
+
+
+class CliError(click.ClickException):
+    """A one-line error and exit status 2."""
+
+    exit_code = 2
+
+
+@contextlib.contextmanager
+def one_line_errors(*errors: type[BaseException]) -> Iterator[None]:
+    """Turn a ConfigError (and any of ``errors``) raised in the block into a CliError."""
+    try:
+        yield
+    except (ConfigError, *errors) as exc:
+        raise CliError(str(exc)) from None
+
+
+def experiment_name(option: str | None) -> str:
+    """``--experiment``, else ``$MLFLOW_EXPERIMENT_NAME``, else ``rdbench``."""
+    return option or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+def parse_extra_options(args: Sequence[str]) -> dict[str, Any]:
+    """``--feed 0.03 --early-stop.tolerance=0`` -> ``{"feed": 0.03, "early_stop.tolerance": 0}``.
+
+    An empty value (``--feed ''``) leaves the setting alone, so MLproject parameters
+    can default to "whatever the case and profile say".
+    """
+    out: dict[str, Any] = {}
+    items = list(args)
+    while items:
+        flag = items.pop(0)
+        if not flag.startswith("--") or len(flag) == 2:
+            raise CliError(f"unexpected argument {flag!r}; settings are passed as --NAME VALUE or --set NAME=VALUE")
+        name, eq, value = flag[2:].partition("=")
+        if not eq:
+            if not items or (items[0].startswith("--") and len(items[0]) > 2):
+                raise CliError(f"option --{name} needs a value")
+            value = items.pop(0)
+        if value == "":
+            continue
+        with one_line_errors():
+            key, parsed = parse_assignment(f"{name.replace('-', '_')}={value}")
+        out[key] = parsed
+    return out
+
+
+def parse_sets(values: Sequence[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options as a dict (a malformed one is a one-line error)."""
+    with one_line_errors():
+        return dict(parse_assignment(v) for v in values)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, label: str = "") -> Iterator[Any]:
+    """A click progress bar on a terminal; nothing elsewhere (logs stay quiet)."""
+    if not sys.stderr.isatty():
+        from rdbench.systems.base import no_progress  # imports torch: only when a run starts
+
+        with no_progress(total, label) as silent:
+            yield silent
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar
+
+
+def run_context(device: str, data_dir: str | None, resume: bool = False):
+    """The :class:`~rdbench.systems.base.RunContext` of a command (a bad device is a one-line error)."""
+    from rdbench.systems.base import RunContext, resolve_device
+
+    with one_line_errors(ValueError):
+        dev = resolve_device(device)
+    return RunContext(device=dev, progress=progress_bar, data_dir=Path(data_dir) if data_dir else None, resume=resume)
+
+
+def options(*decorators: Callable) -> Callable:
+    """Apply click option decorators in the order written (the first is listed first in --help)."""
+
+    def apply(func: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+experiment_option = click.option(
+    "--experiment", default=None, help="MLflow experiment. Default: $MLFLOW_EXPERIMENT_NAME or 'rdbench'."
+)
+data_dir_option = click.option(
+    "--data-dir", default=None, help="Where datasets are downloaded (default: $RDBENCH_DATA_DIR or a cache folder)."
+)
+set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting. Repeatable.")
+out_option = click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, help="Where files are written.")
+log_scale_option = click.option("--log-scale", is_flag=True, help="Fig. 2 with a logarithmic R_t axis.")
+
+# Which cell runs `table` and `figures` report on, where the files go.
+selection_options = options(
+    experiment_option,
+    click.option("--parent", "parent_run_id", default=None, metavar="RUN_ID",
+                 help="A grid's parent run. Default: the latest grid run of the experiment."),
+    click.option("--all-cells", is_flag=True,
+                 help="Every cell of the experiment (the latest run of each config) instead of one grid."),
+    out_option,
+    click.option("--log/--no-log", default=True, show_default=True, help="Log the files to the grid's parent run."),
+    click.option("--published", "published_path", default=None, type=click.Path(exists=True, dir_okay=False),
+                 help="Published values (default conf/published.yaml)."),
+)

@@ -1,0 +1,83 @@
+"""What the commands print: the one-line cell summary, the running tally of a grid, a report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rdbench.commands.options import CliError, one_line_errors
+
+SUMMARY = ("M_react", "M_diff", "R", "R_final")
+
+
+def cell_line(report: Any, width: int = 40) -> str:
+    """One line per ended cell: its run name, status, and M_react, M_diff, R, R_final or the error."""
+    if report.status == "FAILED":
+        detail = report.error or ""
+    else:
+        m = report.metrics
+        detail = "  ".join(f"{k}={m[k]:.4f}" for k in SUMMARY if k in m)
+    return f"{report.cell.run_name:<{width}s} {report.status:<8s} {detail}  run={report.run_id}"
+
+
+class Announcer:
+    """A grid's running display: one line per cell with a progress bar and a running tally."""
+
+    def __init__(self, total: int, echo: Callable[[str], None] = click.echo):
+        self.total = total
+        self.echo = echo
+        self.done = 0
+        self.tally: dict[str, int] = {"FINISHED": 0, "SKIPPED": 0, "FAILED": 0}
+        self.start = time.perf_counter()
+
+    def __call__(self, report: Any) -> None:
+        self.done += 1
+        self.tally[report.status] = self.tally.get(report.status, 0) + 1
+        width = 12
+        filled = round(width * self.done / max(self.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        elapsed = time.perf_counter() - self.start
+        self.echo(f"[{self.done:>{len(str(self.total))}}/{self.total} {bar}] {cell_line(report, 34)}")
+        self.echo(
+            f"    so far: {self.tally['FINISHED']} finished, {self.tally['SKIPPED']} skipped, "
+            f"{self.tally['FAILED']} failed; {elapsed:.0f} s"
+        )
+
+
+def print_report(
+    experiment: str | None,
+    parent_run_id: str | None,
+    out_dir: str | Path,
+    *,
+    all_cells: bool = False,
+    table: bool = True,
+    figures: bool = True,
+    log: bool = True,
+    log_scale: bool = False,
+    published_path: str | Path | None = None,
+) -> None:
+    """Table 1 and/or the figures of the chosen cell runs: printed, written to ``out_dir``, logged."""
+    from rdbench.report.publish import build_report, write_report
+    from rdbench.report.selection import select_runs
+    from rdbench.report.table import to_markdown
+    from rdbench.tracking.store import client as tracking_client
+
+    if parent_run_id and all_cells:
+        raise CliError("--parent and --all-cells exclude each other")
+    client = tracking_client()
+    with one_line_errors():
+        report = build_report(select_runs(client, experiment, parent_run_id, all_cells), published_path)
+    if table:
+        click.echo(f"\nTable 1 from {report.selection.description}, experiment {report.selection.experiment!r}:")
+        click.echo(to_markdown(report.table))
+        for _, cell in report.left_out.iterrows():
+            click.echo(f"  not in the table: {cell['run_name']} {cell['status']}: {cell['error'] or ''}")
+    with one_line_errors(OSError):
+        write_report(client, report, out_dir, table=table, figures=figures, log=log, log_scale=log_scale)
+    click.echo("wrote " + ", ".join(str(p) for p in report.files))
+    if report.logged_to:
+        click.echo(f"logged to the parent run {report.logged_to}")

@@ -1,0 +1,77 @@
+"""``rdbench run SYSTEM``: run cases x seeds of one system, one MLflow run per cell."""
+
+from __future__ import annotations
+
+import click
+
+from rdbench.commands.options import (
+    CliError,
+    data_dir_option,
+    device_option,
+    experiment_name,
+    experiment_option,
+    one_line_errors,
+    options,
+    parse_extra_options,
+    parse_sets,
+    run_context,
+    set_option,
+)
+from rdbench.commands.output import cell_line
+from rdbench.config import available_systems
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    epilog=(
+        "Examples:\n\n"
+        "  rdbench run rd --case spot --case stripe --seed 0 --seed 1\n\n"
+        "  rdbench run rd --feed 0.03 --steps 2000 --profile quick\n\n"
+        "  rdbench run lstm --dataset lorenz\n\n"
+        "Any setting of the system's config file can be given as --NAME VALUE or\n"
+        "--set NAME=VALUE (nested: --set early_stop.tolerance=0)."
+    ),
+)
+@click.argument("system")
+@click.option("-c", "--case", "--dataset", "cases", multiple=True,
+              help="Case to run (rd: spot, stripe...; lstm/ddpm: the dataset). Repeatable. Default: the system's default case.")
+@click.option("-s", "--seed", "seeds", multiple=True, type=int, help="Random seed. Repeatable. Default: 0.")
+@click.option("-p", "--profile", default="paper", show_default=True, help="Settings profile: paper, quick, smoke (see conf/systems/).")
+@options(
+    set_option,
+    click.option("--config", "config_path", type=click.Path(), help="System config file to use instead of conf/systems/SYSTEM.yaml."),
+    device_option,
+    experiment_option,
+    data_dir_option,
+    click.option("--resume", is_flag=True, help="Continue from the latest checkpoint where the system supports it."),
+)
+@click.pass_context
+def run(ctx: click.Context, system: str, cases, seeds, profile, sets, config_path, device, experiment, data_dir, resume) -> None:
+    """Run SYSTEM (one of the files in conf/systems/: rd, lstm, ddpm...) and track it in MLflow.
+
+    One MLflow run per case x seed. Under `mlflow run`, a single cell logs into the run
+    that `mlflow run` created; several cells become its children.
+    """
+    overrides = {**parse_extra_options(ctx.args), **parse_sets(sets)}
+    if system not in available_systems() and config_path is None:  # before the heavy imports
+        raise CliError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
+    from rdbench.study.cells import plan_cells
+    from rdbench.study.runner import failure_summary, run_cells
+    from rdbench.tracking.store import active_env_run_id
+    from rdbench.tracking.store import client as tracking_client
+
+    with one_line_errors():
+        cells = plan_cells(system, cases or None, seeds or (0,), profile, overrides, config_path)
+    run_ctx = run_context(device, data_dir, resume)
+    experiment = experiment_name(experiment)
+    env_run = active_env_run_id()
+    adopt = env_run if env_run and len(cells) == 1 else None
+    parent = env_run if env_run and len(cells) > 1 else None
+    if parent:
+        client = tracking_client()
+        experiment = client.get_experiment(client.get_run(parent).info.experiment_id).name
+    reports = run_cells(cells, experiment, run_ctx, parent_run_id=parent, adopt_run_id=adopt,
+                        on_report=lambda r: click.echo(cell_line(r)))
+    failed = failure_summary(reports)
+    if failed:
+        raise CliError(failed)

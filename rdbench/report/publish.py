@@ -1,0 +1,107 @@
+"""A report of a selection of cell runs: Table 1 and the figures, written and logged.
+
+:func:`build_report` reads the cells of a :class:`~rdbench.report.selection.Selection`
+and builds Table 1; :func:`write_report` writes the table (CSV, Markdown, LaTeX) and
+the figures (PNG, PDF) to a folder and, when the selection is a grid, logs them to the
+grid's parent run (the table also as an MLflow table the UI renders).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rdbench.config import ConfigError
+from rdbench.report.published import Published, load_published
+from rdbench.report.selection import Selection
+from rdbench.report.table import build_table, cells_frame, write_table
+from rdbench.tracking.runs import TrackedRun
+
+TABLE_DIR = "table"  # artifact folders on the grid's parent run
+FIGURE_DIR = "figures"
+TABLE_JSON = "table1.json"
+
+
+@dataclass
+class Report:
+    """Table 1 of a selection of cell runs, and where its files went."""
+
+    selection: Selection
+    cells: pd.DataFrame
+    table: pd.DataFrame
+    published: Published
+    files: list[Path] = field(default_factory=list)
+    logged_to: str | None = None
+
+    @property
+    def caption(self) -> str:
+        return f"Table 1 regenerated from {self.selection.description}"
+
+    @property
+    def note(self) -> str:
+        """A short provenance line for figure titles: grid or experiment, profiles, seeds."""
+        profiles = ", ".join(dict.fromkeys(self.table["profile"]))
+        seeds = ", ".join(str(n) for n in dict.fromkeys(self.table["n_seeds"]))
+        where = self.selection.description.split(" (parent run")[0]
+        return f"{where}; profile {profiles}; seeds per row: {seeds}"
+
+    @property
+    def left_out(self) -> pd.DataFrame:
+        """The selected cells that are not in the table (not FINISHED)."""
+        return self.cells[self.cells["status"] != "FINISHED"]
+
+
+def build_report(selection: Selection, published_path: str | Path | None = None) -> Report:
+    """Cells and Table 1 of ``selection`` (an error if none of its cells FINISHED)."""
+    cells = cells_frame(selection.runs)
+    if cells.empty or not (cells["status"] == "FINISHED").any():
+        raise ConfigError(f"{selection.description} has no FINISHED cell run to tabulate")
+    published = load_published(published_path)
+    return Report(selection, cells, build_table(cells, published), published)
+
+
+def write_report(
+    client: Any,
+    report: Report,
+    out_dir: str | Path,
+    *,
+    table: bool = True,
+    figures: bool = True,
+    log: bool = True,
+    log_scale: bool = False,
+) -> Report:
+    """Write Table 1 and/or the figures to ``out_dir``; log them to the grid's parent if ``log``."""
+    from rdbench.report.figures import draw_figures  # matplotlib: only when figures are drawn
+
+    target = TrackedRun(client, report.selection.parent_run_id) if log and report.selection.parent_run_id else None
+    if table:
+        paths = write_table(report.table, out_dir, report.caption)
+        report.files += paths
+        if target:
+            for path in paths:
+                target.log_artifact(path, TABLE_DIR)
+            target.log_table(report.table, _next_free(client, target.run_id, TABLE_DIR, TABLE_JSON))
+    if figures:
+        paths = draw_figures(client, report.cells, report.published, out_dir,
+                             log_scale=log_scale, title_note=report.note)
+        report.files += paths
+        if target:
+            for path in paths:
+                target.log_artifact(path, FIGURE_DIR)
+    if target:
+        report.logged_to = target.run_id
+    return report
+
+
+def _next_free(client: Any, run_id: str, folder: str, name: str) -> str:
+    """``folder/name``, or ``folder/<stem>-2.json``... when taken: ``log_table`` appends to a file."""
+    existing = {Path(a.path).name for a in client.list_artifacts(run_id, folder)}
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidate, n = name, 1
+    while candidate in existing:
+        n += 1
+        candidate = f"{stem}-{n}{suffix}"
+    return f"{folder}/{candidate}"

@@ -1,0 +1,256 @@
+"""Table 1 from cell runs: one row per system and case, mean and spread over seeds beside the paper.
+
+:func:`cells_frame` turns cell runs (tags and metrics) into a frame; :func:`build_table`
+groups FINISHED cells by system and case and sets the mean and sample standard
+deviation over seeds beside the published values; controls (``control.<name>.R``) and
+alternative magnitudes such as DDPM's ``M_diff_closed_form`` are found from the metric
+keys. :func:`to_markdown`, :func:`to_latex` and :func:`write_table` render it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rdbench.report.published import Published
+from rdbench.tracking.tags import (
+    TAG_CASE,
+    TAG_ERROR,
+    TAG_HASH,
+    TAG_PROFILE,
+    TAG_RUN_NAME,
+    TAG_SEED,
+    TAG_SYSTEM,
+)
+
+QUANTITIES = ("M_react", "M_diff", "R", "R_final")  # Eqs. (12)-(19) and Fig. 3
+SYSTEM_NAMES = {"rd": "RD", "lstm": "LSTM", "ddpm": "DDPM"}
+CONTROL_KEY = re.compile(r"^control\.(?P<name>.+)\.R$")
+# e.g. M_diff_closed_form (not RD's M_reaction_u, nor the series logged while training)
+ALTERNATIVE_KEY = re.compile(r"^M_(react|diff)_(?!.*during_training$).+$")
+SEED_SUFFIX = re.compile(r"/seed=\d+$")
+TABLE_FILES = ("table1.csv", "table1.md", "table1.tex")
+
+
+# --------------------------------------------------------------------------- cells and Table 1
+
+
+def cells_frame(runs: Sequence[Any]) -> pd.DataFrame:
+    """One row per cell run: identity (tags), status, error, and every scalar metric."""
+    rows = []
+    for run in runs:
+        tags = run.data.tags
+        name = tags.get(TAG_RUN_NAME) or run.info.run_name or ""
+        system = tags.get(TAG_SYSTEM, "")
+        label = SEED_SUFFIX.sub("", name) or f"{system}/{tags.get(TAG_CASE, '')}"
+        rows.append(
+            {
+                "run_id": run.info.run_id,
+                "run_name": name,
+                "status": run.info.status,
+                "system": system,
+                "case": tags.get(TAG_CASE, ""),
+                "variant": label.partition("/")[2] or tags.get(TAG_CASE, ""),
+                "seed": int(tags.get(TAG_SEED, -1)),
+                "profile": tags.get(TAG_PROFILE, ""),
+                "config_hash": tags.get(TAG_HASH, ""),
+                "error": tags.get(TAG_ERROR),
+                **run.data.metrics,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def control_names(columns: Sequence[str]) -> list[str]:
+    """Controls present in the metric keys (``control.<name>.R``), in first-seen order."""
+    names = []
+    for col in columns:
+        m = CONTROL_KEY.match(col)
+        if m and m["name"] not in names:
+            names.append(m["name"])
+    return names
+
+
+def alternative_metrics(columns: Sequence[str]) -> list[str]:
+    return [c for c in columns if ALTERNATIVE_KEY.match(c)]
+
+
+def row_keys(cells: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(system, variant, profile) of the FINISHED cells, in the order of first appearance."""
+    if cells.empty:
+        return []
+    done = cells[cells["status"] == "FINISHED"]
+    return list(dict.fromkeys(zip(done["system"], done["variant"], done["profile"], strict=True)))
+
+
+def build_table(cells: pd.DataFrame, published: Published) -> pd.DataFrame:
+    """Table 1: one row per system and case, mean and sample std over seeds beside the paper.
+
+    Only FINISHED cells count. ``<q>_paper`` and ``<q>_delta`` (ours minus the
+    paper) for q in M_react, M_diff, R, R_final; controls as ``control.<name>.<q>``.
+    """
+    columns = list(cells.columns)
+    controls = control_names(columns)
+    extras = alternative_metrics(columns)
+    out = []
+    for system, variant, profile in row_keys(cells):
+        group = cells[
+            (cells["status"] == "FINISHED") & (cells["system"] == system)
+            & (cells["variant"] == variant) & (cells["profile"] == profile)
+        ].sort_values("seed")
+        case = group["case"].iloc[0]
+        row: dict[str, Any] = {
+            "system": system, "case": case, "variant": variant, "profile": profile,
+            "n_seeds": len(group), "seeds": " ".join(str(s) for s in group["seed"]),
+        }
+        paper = published.get((system, case)) if variant == case else None
+        for q in QUANTITIES:
+            mean, std = _mean_std(group.get(q))
+            ref = getattr(paper, q) if paper else math.nan
+            row.update({q: mean, f"{q}_std": std, f"{q}_paper": ref, f"{q}_delta": mean - ref})
+        for name in extras:
+            row[name], row[f"{name}_std"] = _mean_std(group.get(name))
+        for name in controls:
+            for q in QUANTITIES:
+                key = f"control.{name}.{q}"
+                row[key], row[f"{key}_std"] = _mean_std(group.get(key))
+        row["failed_cells"] = int(
+            ((cells["status"] == "FAILED") & (cells["system"] == system) & (cells["variant"] == variant)).sum()
+        )
+        row["run_ids"] = " ".join(group["run_id"])
+        out.append(row)
+    table = pd.DataFrame(out)
+    table.attrs.update(controls=controls, extras=extras)
+    return table
+
+
+def _mean_std(values: pd.Series | None) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; NaN for one seed) of the finite values."""
+    if values is None:
+        return math.nan, math.nan
+    x = values.to_numpy(dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return math.nan, math.nan
+    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+PARTS = ("paper", "controls")  # the two tables of the human-readable output
+
+
+def display_columns(table: pd.DataFrame, part: str = "paper") -> list[tuple[str, str, str | None]]:
+    """(header, value column, std column) of one part of the human-readable table.
+
+    ``paper``: M_react, M_diff, R and R_final beside the published values and the
+    difference. ``controls``: R beside each control's R and the alternative
+    magnitudes (e.g. M_diff_closed_form); empty when the runs have none.
+    """
+    cols: list[tuple[str, str, str | None]] = [("seeds", "n_seeds", None)]
+    if part == "paper":
+        for q in QUANTITIES:
+            cols += [(q, q, f"{q}_std"), (f"{q} paper", f"{q}_paper", None), (f"Δ{q}", f"{q}_delta", None)]
+        return cols
+    extras, controls = table.attrs.get("extras", []), table.attrs.get("controls", [])
+    if not extras and not controls:
+        return []
+    cols.append(("R", "R", "R_std"))
+    for name in controls:
+        cols.append((f"R {name}", f"control.{name}.R", f"control.{name}.R_std"))
+    for name in extras:
+        cols.append((name, name, f"{name}_std"))
+    return cols
+
+
+def _fmt(value: Any, std: Any = None, signed: bool = False, pm: str = " ± ") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, (int, np.integer)):
+        return str(value)
+    text = f"{value:+.4f}" if signed else f"{value:.4f}"
+    if std is not None and isinstance(std, float) and math.isfinite(std):
+        text += f"{pm}{std:.4f}"
+    return text
+
+
+def display_rows(table: pd.DataFrame, part: str = "paper", pm: str = " ± ") -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows of one part (empty header when the part has no column)."""
+    cols = display_columns(table, part)
+    if not cols:
+        return [], []
+    profiles = table["profile"].nunique() > 1 if len(table) else False
+    header = ["system", "case", *(["profile"] if profiles else []), *[c[0] for c in cols]]
+    body = []
+    for _, r in table.iterrows():
+        cells = [SYSTEM_NAMES.get(r["system"], r["system"]), r["variant"], *([r["profile"]] if profiles else [])]
+        for head, value, std in cols:
+            cells.append(_fmt(r.get(value), r.get(std) if std else None, signed=head.startswith("Δ"), pm=pm))
+        body.append(cells)
+    return header, body
+
+
+CONTROLS_TITLE = "Controls and other magnitudes (R of each control, mean ± std over seeds):"
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """Table 1 beside the paper, then (when there are any) the controls."""
+    out = []
+    for part in PARTS:
+        header, body = display_rows(table, part)
+        if not header:
+            continue
+        if part == "controls":
+            out += ["", CONTROLS_TITLE, ""]
+        out += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        out += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(out) + "\n"
+
+
+def to_latex(table: pd.DataFrame, caption: str = "") -> str:
+    """Booktabs tables (need ``\\usepackage{booktabs}``): Table 1 beside the paper, then the controls."""
+
+    def esc(text: str) -> str:
+        text = text.replace("\\", r"\textbackslash{}")
+        for ch in "&%$#_{}":
+            text = text.replace(ch, "\\" + ch)
+        return text.replace("Δ", r"$\Delta$").replace("–", "--").replace("±", r"$\pm$")
+
+    def esc_cell(text: str) -> str:
+        return " $\\pm$ ".join(esc(part) for part in text.split(" $\\pm$ "))
+
+    lines = []
+    for part in PARTS:
+        header, body = display_rows(table, part, pm=r" $\pm$ ")
+        if not header:
+            continue
+        lines += [
+            r"\begin{table}[ht]", r"\centering", r"\small",
+            r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}", r"\toprule",
+            " & ".join(esc(h) for h in header) + r" \\", r"\midrule",
+            *[" & ".join(esc_cell(c) for c in row) + r" \\" for row in body],
+            r"\bottomrule", r"\end{tabular}",
+        ]
+        text = caption if part == "paper" else CONTROLS_TITLE.rstrip(":")
+        if text:
+            lines.append(r"\caption{" + esc(text) + "}")
+        lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: pd.DataFrame, out_dir: str | Path, caption: str = "") -> list[Path]:
+    """``table1.csv`` (every number, full precision), ``table1.md`` and ``table1.tex``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / name for name in TABLE_FILES]
+    table.to_csv(paths[0], index=False, float_format="%.10g")
+    paths[1].write_text(to_markdown(table))
+    paths[2].write_text(to_latex(table, caption))
+    return paths

@@ -1,0 +1,171 @@
+"""Running cells: open their runs, call the system, log the outcome, isolate failures.
+
+:func:`run_cells` groups cells that a system says can share a batch
+(:meth:`~rdbench.systems.base.System.group_key`), opens one MLflow run per cell, calls
+the system once per group and logs each cell's :class:`~rdbench.systems.base.Outcome`.
+A cell whose job fails is marked FAILED with its error and the others go on: a system
+reports a failed job by returning the exception in that job's place; a group that
+raises as a whole is rerun one cell at a time, so that only its bad cells fail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow.entities import RunStatus
+
+from rdbench.study.cells import Cell, plugin
+from rdbench.systems.base import Job, Outcome, RunContext, System
+from rdbench.tracking.runs import TrackedRun, one_line
+from rdbench.tracking.store import client as tracking_client
+from rdbench.tracking.store import search_runs
+from rdbench.tracking.tags import TAG_HASH
+
+FINISHED, FAILED, SKIPPED = "FINISHED", "FAILED", "SKIPPED"
+
+
+@dataclass
+class CellReport:
+    """How one cell ended: FINISHED, FAILED, or SKIPPED (an earlier FINISHED run reused)."""
+
+    cell: Cell
+    run_id: str | None
+    status: str
+    error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def failure_summary(reports: Sequence[CellReport]) -> str | None:
+    """``"2 of 9 cells failed: rd/spot/seed=0: ...; ..."``, or None when none failed."""
+    failed = [r for r in reports if r.status == FAILED]
+    if not failed:
+        return None
+    return f"{len(failed)} of {len(reports)} cells failed: " + "; ".join(
+        f"{r.cell.run_name}: {r.error}" for r in failed
+    )
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    experiment: str,
+    ctx: RunContext,
+    parent_run_id: str | None = None,
+    adopt_run_id: str | None = None,
+    on_report: Callable[[CellReport], None] | None = None,
+) -> list[CellReport]:
+    """Run ``cells``; return one report per cell in the order given.
+
+    ``adopt_run_id`` (one cell only) logs into an existing run, as under ``mlflow
+    run``; otherwise each cell gets a new run, a child of ``parent_run_id`` if given.
+    """
+    if adopt_run_id and len(cells) != 1:
+        raise ValueError("adopt_run_id needs exactly one cell")
+    client = tracking_client()
+    reports: dict[int, CellReport] = {}
+
+    def report(index: int, item: CellReport) -> None:
+        reports[index] = item
+        if on_report:
+            on_report(item)
+
+    def fail(group: list[tuple[int, Cell]], runs: list[TrackedRun], exc: BaseException) -> None:
+        for i, (index, cell) in enumerate(group):
+            if index in reports:
+                continue
+            run_id = None
+            if i < len(runs):
+                runs[i].fail(exc)
+                run_id = runs[i].run_id
+            report(index, CellReport(cell, run_id, FAILED, error=one_line(exc)))
+
+    def execute(impl: System, group: list[tuple[int, Cell]], runs: list[TrackedRun]) -> None:
+        """Run one group and log it; raises if the system does."""
+        jobs = [
+            Job(case=cell.case, seed=cell.seed, settings=cell.settings, recorder=run,
+                profile=cell.profile, config_hash=cell.config_hash)
+            for (_, cell), run in zip(group, runs, strict=True)
+        ]
+        start = time.perf_counter()
+        outcomes = impl.run(jobs, ctx)
+        wall = time.perf_counter() - start
+        if len(outcomes) != len(jobs):
+            raise RuntimeError(f"system {impl.name!r} returned {len(outcomes)} outcomes for {len(jobs)} jobs")
+        for (index, cell), run, outcome in zip(group, runs, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                fail([(index, cell)], [run], outcome)
+                continue
+            log_outcome(run, outcome, wall_time=wall, batch=len(jobs))
+            run.finish()
+            report(index, CellReport(cell, run.run_id, FINISHED, metrics=outcome.balance.summary()))
+
+    for group in _groups(cells):
+        impl = plugin(group[0][1].system, group[0][1].config_path).system
+        runs: list[TrackedRun] = []
+        try:
+            for _, cell in group:
+                if ctx.resume:
+                    close_stale_runs(client, experiment, cell.config_hash)
+                if adopt_run_id:
+                    run = TrackedRun.adopt(client, adopt_run_id, cell.tags())
+                else:
+                    run = TrackedRun.create(client, experiment, cell.run_name, cell.tags(), parent_run_id)
+                runs.append(run)
+                run.log_params(cell.params(str(ctx.device)))
+            execute(impl, group, runs)
+        except KeyboardInterrupt as exc:
+            fail(group, runs, exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolate the failure, report it, go on
+            if len(group) == 1 or len(runs) != len(group):
+                fail(group, runs, exc)
+                continue
+            # The group failed as a whole: run its cells one at a time, so that one bad cell fails alone.
+            for item, run in zip(group, runs, strict=True):
+                if item[0] in reports:
+                    continue
+                try:
+                    execute(impl, [item], [run])
+                except KeyboardInterrupt as again:
+                    fail(group, runs, again)
+                    raise
+                except Exception as alone:  # noqa: BLE001
+                    fail([item], [run], alone)
+    return [reports[i] for i in range(len(cells))]
+
+
+def close_stale_runs(client: Any, experiment: str, config_hash: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of this config that a killed process left behind (``--resume``)."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    stale = search_runs(
+        client, [exp.experiment_id],
+        f"tags.`{TAG_HASH}` = '{config_hash}' and attributes.status = 'RUNNING'",
+    )
+    for run in stale:
+        TrackedRun(client, run.info.run_id).end(
+            RunStatus.KILLED, "the process running this cell was killed; a --resume run continued it"
+        )
+    return [run.info.run_id for run in stale]
+
+
+def log_outcome(run: TrackedRun, outcome: Outcome, wall_time: float, batch: int) -> None:
+    """Balance metrics and series of the model and of each control, plus the extras."""
+    run.log_balance(outcome.balance)
+    for name, result in outcome.controls.items():
+        run.log_balance(result, prefix=f"control.{name}.")
+    run.log_metrics({**outcome.metrics, "wall_time_s": wall_time, "batch_cells": batch})
+
+
+def _groups(cells: Sequence[Cell]) -> list[list[tuple[int, Cell]]]:
+    """Cells grouped by (system, config file, the system's batch key), in first-seen order."""
+    groups: dict[Any, list[tuple[int, Cell]]] = {}
+    for index, cell in enumerate(cells):
+        key = plugin(cell.system, cell.config_path).system.group_key(cell.settings)
+        gkey = (cell.system, cell.config_path, key) if key is not None else (cell.system, "solo", index)
+        groups.setdefault(gkey, []).append((index, cell))
+    return list(groups.values())
+

@@ -1,0 +1,222 @@
+"""One MLflow run as rdbench writes it: :class:`TrackedRun`, the systems' Recorder.
+
+Params in batches, scalar metrics, whole per-step series in ``log_batch`` chunks of
+at most 1000 points, artifacts, the balance metrics of a measurement
+(:meth:`TrackedRun.log_balance`), and the terminal status with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+from rdbench.balance import BalanceResult
+from rdbench.provenance import git_commit
+from rdbench.tracking.store import experiment_id
+from rdbench.tracking.tags import TAG_ERROR, TAG_GIT, TAG_PARENT, TAG_RUN_NAME
+
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
+MAX_PARAMS_PER_BATCH = 100
+NORMALISED_STEPS = 1000  # R_t on normalised time is logged at steps 0..1000
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, for the error tag and the terminal."""
+    text = " ".join(str(exc).split()) or repr(exc)
+    return f"{type(exc).__name__}: {text}"[:4000]
+
+
+class TrackedRun:
+    """One MLflow run, seen through the :class:`~rdbench.systems.base.Recorder` interface."""
+
+    def __init__(self, mlflow_client: MlflowClient, run_id: str):
+        self.client = mlflow_client
+        self.run_id = run_id
+
+    # ------------------------------------------------------------------ creation
+
+    @classmethod
+    def create(
+        cls,
+        mlflow_client: MlflowClient,
+        experiment: str,
+        run_name: str,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> TrackedRun:
+        """A new RUNNING run (a child of ``parent_run_id`` when given)."""
+        all_tags = {TAG_RUN_NAME: run_name, **(tags or {})}
+        commit = git_commit()
+        if commit:
+            all_tags.setdefault(TAG_GIT, commit)
+        if parent_run_id:
+            all_tags[TAG_PARENT] = parent_run_id
+        run = mlflow_client.create_run(
+            experiment_id(mlflow_client, experiment), run_name=run_name, tags=all_tags
+        )
+        return cls(mlflow_client, run.info.run_id)
+
+    @classmethod
+    def adopt(cls, mlflow_client: MlflowClient, run_id: str, tags: Mapping[str, str] | None = None) -> TrackedRun:
+        """An existing run (e.g. the one ``mlflow run`` made and exported as MLFLOW_RUN_ID)."""
+        run = cls(mlflow_client, run_id)
+        commit = git_commit()
+        extra = dict(tags or {})
+        if commit:
+            extra.setdefault(TAG_GIT, commit)
+        run.set_tags(extra)
+        return run
+
+    # ------------------------------------------------------------------ Recorder
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Params in batches; a key ``mlflow run`` already set keeps its value when they agree."""
+        existing = self.client.get_run(self.run_id).data.params
+        items = []
+        for key, value in params.items():
+            text = "null" if value is None else str(value)
+            if key in existing:
+                if not _same_param(existing[key], text):
+                    items.append(Param(f"resolved.{key}", text))
+                continue
+            items.append(Param(key, text))
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, step or 0)
+            for k, v in metrics.items()
+            if v is not None and math.isfinite(float(v))
+        ]
+        self._send_metrics(items)
+
+    def log_series(self, name: str, values: Sequence[float], steps: Sequence[int]) -> None:
+        """A whole series, in batches of up to 1000 points; non-finite points are skipped."""
+        now = int(time.time() * 1000)
+        items = [
+            Metric(name, float(v), now, int(s))
+            for v, s in zip(values, steps, strict=True)
+            if math.isfinite(float(v))
+        ]
+        self._send_metrics(items)
+
+    def _send_metrics(self, items: list[Metric]) -> None:
+        for i in range(0, len(items), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i : i + MAX_METRICS_PER_BATCH])
+
+    def log_image(self, array: np.ndarray, artifact_file: str, cmap: str | None = None) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        with self._temp_file(artifact_file) as path:
+            plt.imsave(path, np.asarray(array), cmap=cmap)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        with self._temp_file(artifact_file) as path:
+            figure.savefig(path, bbox_inches="tight", dpi=120)
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, dict(data), artifact_file)
+
+    def log_table(self, data: Any, artifact_file: str) -> None:
+        """A table the MLflow UI renders (``mlflow.log_table``), e.g. a pandas DataFrame."""
+        self.client.log_table(self.run_id, data=data, artifact_file=artifact_file)
+
+    @contextlib.contextmanager
+    def _temp_file(self, artifact_file: str) -> Iterator[Path]:
+        """Yield a local path named like ``artifact_file``; upload it on exit."""
+        folder, _, name = artifact_file.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            yield path
+            self.client.log_artifact(self.run_id, str(path), folder or None)
+
+    # ------------------------------------------------------------------ balance
+
+    def log_balance(self, result: BalanceResult, prefix: str = "") -> None:
+        """Scalars, per-step series (native and normalised time) and CSV files of one result.
+
+        ``prefix`` is ``""`` for the real model and ``"control.<name>."`` for a control.
+        """
+        self.log_metrics({prefix + k: v for k, v in result.summary().items()})
+        series = result.series()
+        for name, values in series.items():
+            self.log_series(prefix + name, values, result.steps)
+        norm_steps = np.rint(result.time * NORMALISED_STEPS).astype(np.int64)
+        _, first = np.unique(norm_steps, return_index=True)
+        self.log_series(prefix + "R_t_norm", result.R_t[first], norm_steps[first])
+        tag = prefix.rstrip(".").replace("control.", "control_") or "model"
+        with self._temp_file(f"balance/{tag}_series.csv") as path:
+            _write_csv(path, {"step": result.steps, "t_norm": result.time, **series})
+        with self._temp_file(f"balance/{tag}_samples.csv") as path:
+            _write_csv(
+                path,
+                {
+                    "sample": np.arange(result.n_samples),
+                    "M_react": result.per_sample_mean("reaction"),
+                    "M_diff": result.per_sample_mean("diffusion"),
+                    "R": result.R_per_sample,
+                    "R_final": result.R_final_per_sample,
+                },
+            )
+
+    # ------------------------------------------------------------------ end
+
+    def finish(self) -> None:
+        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def fail(self, exc: BaseException) -> None:
+        """Mark FAILED (KILLED on Ctrl-C) with the one-line error as a tag."""
+        status = RunStatus.KILLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+        self.end(status, one_line(exc))
+
+    def end(self, status: int, reason: str) -> None:
+        """Terminate with ``status`` (a RunStatus), the reason kept in the error tag."""
+        with contextlib.suppress(Exception):
+            self.set_tags({TAG_ERROR: reason})
+        self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+
+
+def _same_param(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def _write_csv(path: Path, columns: Mapping[str, Sequence[Any]]) -> None:
+    names = list(columns)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(names)
+        for row in zip(*(columns[n] for n in names), strict=True):
+            writer.writerow([_fmt(x) for x in row])
+
+
+def _fmt(x: Any) -> Any:
+    if isinstance(x, (float, np.floating)):
+        return repr(float(x))
+    return x.item() if isinstance(x, np.generic) else x

@@ -1,0 +1,29 @@
+"""The tags rdbench writes on its runs: one name per fact, used by every layer that reads them.
+
+On every cell run (the report and the MLflow UI group by them):
+
+* ``rdbench.kind``: ``cell`` or ``grid`` (a study's parent run)
+* ``rdbench.system``, ``rdbench.case``, ``rdbench.seed``, ``rdbench.profile``
+* ``rdbench.config_hash``: hash of everything that shaped the result (skip-finished)
+* ``rdbench.error``: the one-line error of a FAILED or KILLED run
+* ``mlflow.source.git.commit``: the commit of the rdbench checkout, when known
+
+On a grid's parent: ``rdbench.grid`` (the grid's name) and ``rdbench.grid_file``.
+"""
+
+TAG_KIND = "rdbench.kind"
+KIND_CELL = "cell"
+KIND_GRID = "grid"
+
+TAG_SYSTEM = "rdbench.system"
+TAG_CASE = "rdbench.case"
+TAG_SEED = "rdbench.seed"
+TAG_PROFILE = "rdbench.profile"
+TAG_HASH = "rdbench.config_hash"
+TAG_ERROR = "rdbench.error"
+TAG_GRID = "rdbench.grid"
+TAG_GRID_FILE = "rdbench.grid_file"
+
+TAG_GIT = "mlflow.source.git.commit"
+TAG_PARENT = "mlflow.parentRunId"
+TAG_RUN_NAME = "mlflow.runName"

@@ -1,0 +1,154 @@
+"""`rdbench run ddpm` end to end on the real MLflow store: tracking, bad input, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from rdbench.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_smoke_run_on_digits_is_tracked(experiment, mlflow_client, tmp_path, runs_of):
+    result = invoke("run", "ddpm", "--dataset", "digits", "--profile", "smoke", "--device", "cpu",
+                    "--data-dir", str(tmp_path), "--experiment", experiment, "--train-steps", "10",
+                    "--probe-every", "5")
+    assert result.exit_code == 0, result.output
+    (run,) = runs_of(mlflow_client, experiment)
+    assert run.info.status == "FINISHED"
+    p, m = run.data.params, run.data.metrics
+    assert p["dataset"] == "digits" and p["train_steps"] == "10" and p["sampler.variance"] == "fixed_large"
+    assert p["model.channels"] == "[8, 16]" and p["schedule.timesteps"] == "50"
+    for key in ("M_react", "M_diff", "R", "R_final", "M_eps", "M_diff_closed_form", "final_loss",
+                "control.untrained.R", "control.untrained.M_diff", "train_images_per_s", "n_parameters"):
+        assert key in m, key
+    assert m["M_diff"] == pytest.approx(m["M_diff_closed_form"], rel=0.05)  # 4 samples x 49 steps
+    assert m["control.untrained.M_diff"] == m["M_diff"]  # the same noise: a paired comparison
+    assert m["train_steps_done"] == 10 and m["n_steps"] == 49  # the noise-free last step is not measured
+    client = mlflow_client
+    loss = client.get_metric_history(run.info.run_id, "loss")
+    assert sorted(h.step for h in loss) == [5, 10]
+    r_train = client.get_metric_history(run.info.run_id, "R_during_training")
+    assert sorted(h.step for h in r_train) == [0, 5, 10]  # untrained, the probe, the final measurement
+    for series in ("R_t", "react_t", "diff_t", "eps_t", "control.untrained.R_t"):
+        assert len(client.get_metric_history(run.info.run_id, series)) == 49, series
+    artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"dataset.json", "samples", "checkpoints", "balance"} <= artifacts
+    assert {f.path for f in client.list_artifacts(run.info.run_id, "samples")} == {
+        "samples/trained.png", "samples/untrained.png"}
+    (ckpt,) = client.list_artifacts(run.info.run_id, "checkpoints")
+    state = torch.load(client.download_artifacts(run.info.run_id, ckpt.path), weights_only=True)
+    assert state["step"] == 10
+    with open(client.download_artifacts(run.info.run_id, "dataset.json")) as fh:
+        assert "NOT MNIST" in json.load(fh)["description"]
+
+
+def test_missing_dataset_offline_is_one_clear_line(experiment, mlflow_client, tmp_path, offline, runs_of):
+    result = invoke("run", "ddpm", "--dataset", "mnist", "--profile", "smoke", "--device", "cpu",
+                    "--data-dir", str(tmp_path), "--experiment", experiment)
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if "DatasetUnavailable" in line]
+    assert lines, result.output
+    expected = (f"dataset 'mnist' not found in {tmp_path / 'MNIST' / 'raw'} (expected files: "
+                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte) "
+                "and downloading it failed, probably no network")
+    assert all(expected in line for line in lines), result.output
+    (run,) = runs_of(mlflow_client, experiment)
+    assert run.info.status == "FAILED"
+    assert expected in run.data.tags["rdbench.error"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet' for system 'ddpm'; allowed: mnist, fashionmnist, cifar10, digits"),
+        (["--dataset", "digits", "--train-steps", "0"], "bad value 0 for 'train_steps': Input should be greater than 0"),
+        (["--dataset", "digits", "--train-steps", "-3"], "bad value -3 for 'train_steps': Input should be greater than 0"),
+        (["--dataset", "digits", "--set", "model.groups=3"], "not divisible by model.groups=3"),
+    ],
+)
+def test_bad_input_is_one_line_nonzero_and_leaves_no_run(args, message, experiment, mlflow_client, runs_of):
+    result = invoke("run", "ddpm", "--profile", "smoke", *args, "--experiment", experiment)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert runs_of(mlflow_client, experiment) == []
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return int(torch.load(path, weights_only=True)["step"])
+    except Exception:  # noqa: BLE001 - not written yet
+        return -1
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_sigkill_then_resume_reaches_the_step_count_losing_at_most_one_interval(experiment, mlflow_client, tracking_uri, tmp_path, runs_of):
+    every, total = 10, 80
+    args = ["run", "ddpm", "--dataset", "digits", "--profile", "smoke", "--device", "cpu",
+            "--train-steps", str(total), "--checkpoint-every", str(every), "--log-every", "2",
+            "--probe-every", "0", "--data-dir", str(tmp_path), "--experiment", experiment]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_RUN_ID", None)
+    proc = subprocess.Popen([sys.executable, "-m", "rdbench.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(tmp_path.glob("checkpoints/*/latest.pt"))
+            if found and _checkpoint_step(found[0]) >= 3 * every:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stdout.read().decode()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (killed,) = runs_of(mlflow_client, experiment)
+    assert killed.info.status == "RUNNING"  # what a SIGKILL leaves behind
+    reached = max(h.step for h in mlflow_client.get_metric_history(killed.info.run_id, "loss"))
+    (found,) = tmp_path.glob("checkpoints/*/latest.pt")
+    saved = _checkpoint_step(found)
+    assert saved % every == 0 and saved >= 3 * every
+
+    result = invoke(*args, "--resume")
+    assert result.exit_code == 0, result.output
+    runs = {r.info.run_id: r for r in runs_of(mlflow_client, experiment)}
+    resumed = next(r for r in runs.values() if r.info.run_id != killed.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert runs[killed.info.run_id].info.status == "KILLED"  # closed by --resume
+    m = resumed.data.metrics
+    assert m["train_steps_done"] == total
+    assert m["resumed_from_step"] == saved
+    assert reached - m["resumed_from_step"] <= every  # lost at most one checkpoint interval
+    loss_steps = sorted(h.step for h in mlflow_client.get_metric_history(resumed.info.run_id, "loss"))
+    assert loss_steps[0] == saved + 2 and loss_steps[-1] == total
+
+
+@pytest.mark.slow
+def test_mlflow_run_ddpm_entry_point(experiment, tracking_uri, mlflow_client, tmp_path, runs_of, mlflow_run):
+    """`mlflow run . -e ddpm` (digits, smoke) logs the DDPM cell into the run mlflow created."""
+    mlflow_run("ddpm", {"dataset": "digits", "profile": "smoke", "train_steps": "10", "device": "cpu"},
+               experiment=experiment, tracking_uri=tracking_uri, cwd=tmp_path,
+               env={"RDBENCH_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"})
+    (run,) = runs_of(mlflow_client, experiment)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train_steps"] == "10" and run.data.params["data_dir"] == "''"
+    assert run.data.tags["rdbench.system"] == "ddpm" and run.data.tags["rdbench.case"] == "digits"
+    assert {"R", "M_diff_closed_form", "control.untrained.R"} <= set(run.data.metrics)
+    assert list((tmp_path / "data" / "checkpoints").glob("*/latest.pt"))  # under RDBENCH_DATA_DIR

@@ -1,0 +1,179 @@
+"""Table 1 from the tracking store: it equals the runs' metrics, sits beside the published values, is logged."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from rdbench.cli import main
+from rdbench.config import ConfigError, conf_dir
+from rdbench.report.published import load_published
+from rdbench.report.selection import select_runs
+from rdbench.report.table import build_table, cells_frame, to_latex, to_markdown
+from rdbench.tracking.runs import TrackedRun
+
+QUANTITIES = ("M_react", "M_diff", "R", "R_final")
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def children_by_row(client, parent_id):
+    """The parent's cell runs, read straight from the store, grouped by (system, case)."""
+    exp_id = client.get_run(parent_id).info.experiment_id
+    runs = client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    groups: dict[tuple[str, str], list] = {}
+    for run in runs:
+        groups.setdefault((run.data.tags["rdbench.system"], run.data.tags["rdbench.case"]), []).append(run)
+    return groups
+
+
+def test_table_equals_the_runs_metrics_beside_the_published_values(smoke):
+    selection = select_runs(smoke.client, parent_run_id=smoke.parent)
+    assert selection.experiment == smoke.experiment
+    table = build_table(cells_frame(selection.runs), load_published())
+    published = {(r["system"], c): r for r in yaml.safe_load((conf_dir() / "published.yaml").read_text())["rows"]
+                 for c in r["cases"]}
+    groups = children_by_row(smoke.client, smoke.parent)
+    assert sorted(zip(table["system"], table["case"], strict=True)) == sorted(groups)
+    for _, row in table.iterrows():
+        runs = groups[(row["system"], row["case"])]
+        assert row["n_seeds"] == len(runs) >= 1
+        for q in QUANTITIES:
+            values = np.array([r.data.metrics[q] for r in runs])
+            assert row[q] == pytest.approx(values.mean(), rel=1e-12)
+            if len(values) > 1:
+                assert row[f"{q}_std"] == pytest.approx(values.std(ddof=1), rel=1e-9)
+            else:
+                assert math.isnan(row[f"{q}_std"])
+            paper = published.get((row["system"], row["case"]))
+            if paper:
+                assert row[f"{q}_paper"] == paper[q]
+                assert row[f"{q}_delta"] == pytest.approx(values.mean() - paper[q])
+        controls = {k.split(".")[1] for r in runs for k in r.data.metrics if k.startswith("control.") and k.endswith(".R")}
+        for name in controls:
+            values = np.array([r.data.metrics[f"control.{name}.R"] for r in runs])
+            assert row[f"control.{name}.R"] == pytest.approx(values.mean(), rel=1e-12)
+        assert sorted(row["run_ids"].split()) == sorted(r.info.run_id for r in runs)
+
+
+def test_table_command_prints_writes_and_logs_to_the_parent(smoke, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("table", "--parent", smoke.parent, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "| system | case | seeds | M_react | M_react paper | ΔM_react |" in result.output
+    assert "| RD | spot | 2 |" in result.output and "| RD | stripe | 2 |" in result.output
+    assert "| LSTM | sine | 2 |" in result.output and "| DDPM | digits | 1 |" in result.output
+    headers = [line for line in result.output.splitlines() if line.startswith("| system")]
+    assert len(headers) == 2 and "| R | R no_pattern |" in headers[1]  # controls found in the metric keys
+    assert "| R untrained |" in headers[1] and "| R shuffled |" in headers[1]
+    csv = pd.read_csv(out / "table1.csv")
+    expected = build_table(cells_frame(select_runs(smoke.client, parent_run_id=smoke.parent).runs), load_published())
+    pd.testing.assert_frame_equal(csv[["system", "case"]], expected[["system", "case"]])
+    for q in QUANTITIES:
+        np.testing.assert_allclose(csv[q], expected[q], rtol=1e-9)
+    assert (out / "table1.md").read_text() == to_markdown(expected)
+    tex = (out / "table1.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\toprule" in tex and r"$\pm$" in tex and r"M\_react" in tex
+    logged = {a.path for a in smoke.client.list_artifacts(smoke.parent, "table")}
+    assert {"table/table1.csv", "table/table1.md", "table/table1.tex", "table/table1.json"} <= logged
+    exp_id = smoke.client.get_run(smoke.parent).info.experiment_id
+    shown = smoke.client.load_table(exp_id, "table/table1.json", run_ids=[smoke.parent])
+    np.testing.assert_allclose(shown["R"], expected["R"], rtol=1e-9)
+
+    again = invoke("table", "--parent", smoke.parent, "--out", out)
+    assert again.exit_code == 0, again.output
+    logged = {a.path for a in smoke.client.list_artifacts(smoke.parent, "table")}
+    assert "table/table1-2.json" in logged  # log_table appends, so a regenerated table gets a new file
+    assert len(smoke.client.load_table(exp_id, "table/table1.json", run_ids=[smoke.parent])) == len(expected)
+
+
+def make_cell(client, exp_id, system, case, seed, metrics, status="FINISHED", config_hash=None, error=None):
+    tags = {"rdbench.kind": "cell", "rdbench.system": system, "rdbench.case": case, "rdbench.seed": str(seed),
+            "rdbench.profile": "smoke", "rdbench.config_hash": config_hash or uuid.uuid4().hex[:16],
+            "mlflow.runName": f"{system}/{case}/seed={seed}"}
+    if error:
+        tags["rdbench.error"] = error
+    run = client.create_run(exp_id, run_name=tags["mlflow.runName"], tags=tags)
+    TrackedRun(client, run.info.run_id).log_metrics(metrics)
+    client.set_terminated(run.info.run_id, status)
+    return run.info.run_id
+
+
+def test_controls_and_alternative_magnitudes_are_found_from_metric_keys(tracking_uri):
+    client = MlflowClient(tracking_uri)
+    experiment = f"keys-{uuid.uuid4().hex[:8]}"
+    exp_id = client.create_experiment(experiment)
+    base = {"M_react": 0.2, "M_diff": 3.0, "R": 0.2 / 3.0, "R_final": 0.7, "M_diff_closed_form": 3.03,
+            "M_react_during_training": 0.3}  # a training-time series, not a magnitude of the table
+    for seed, scale in ((0, 1.0), (1, 3.0)):
+        make_cell(client, exp_id, "ddpm", "digits", seed,
+                  {**base, "control.untrained.R": 0.01 * scale, "control.brandnew.R": 5.0 * scale,
+                   "control.brandnew.M_react": 1.0})
+    make_cell(client, exp_id, "ddpm", "digits", 2, {}, status="FAILED", error="RuntimeError: boom")
+    same = uuid.uuid4().hex[:16]
+    make_cell(client, exp_id, "rd", "spot", 0, {**base, "R": 1.5}, config_hash=same)
+    make_cell(client, exp_id, "rd", "spot", 0, {**base, "R": 1.25}, config_hash=same)  # a later rerun
+    make_cell(client, exp_id, "rd", "spot", 0, {}, status="FAILED", config_hash=same, error="x")  # never wins
+
+    selection = select_runs(client, experiment, all_cells=True)
+    table = build_table(cells_frame(selection.runs), load_published())
+    ddpm = table.set_index("system").loc["ddpm"]
+    assert ddpm["control.untrained.R"] == pytest.approx(0.02) and ddpm["control.brandnew.R"] == pytest.approx(10.0)
+    assert ddpm["control.brandnew.R_std"] == pytest.approx(np.std([5.0, 15.0], ddof=1))
+    assert ddpm["M_diff_closed_form"] == pytest.approx(3.03)
+    assert ddpm["failed_cells"] == 1 and ddpm["n_seeds"] == 2
+    assert math.isnan(ddpm["R_paper"])  # digits is not in the paper
+    rd = table.set_index("system").loc["rd"]
+    assert rd["n_seeds"] == 1 and rd["R"] == pytest.approx(1.25) and math.isnan(rd["R_std"])
+    md = to_markdown(table)
+    header = md.splitlines()[md.splitlines().index("Controls and other magnitudes (R of each control, mean ± std over seeds):") + 2]
+    assert header == "| system | case | seeds | R | R untrained | R brandnew | M_diff_closed_form |"
+    assert "| DDPM | digits | 2 | 0.0667 ± 0.0000 | 0.0200 ± 0.0141 | 10.0000 ± 7.0711 | 3.0300 ± 0.0000 |" in md
+    assert "| DDPM | digits | 2 |" in md and "| RD | spot | 1 | 0.2000 | 0.3589 | -0.1589 |" in md
+
+
+def test_a_variant_with_overrides_is_its_own_row_without_a_published_value(tracking_uri):
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment(f"variant-{uuid.uuid4().hex[:8]}")
+    m = {"M_react": 1.0, "M_diff": 1.0, "R": 1.0, "R_final": 1.0}
+    make_cell(client, exp_id, "rd", "spot", 0, m)
+    run_id = make_cell(client, exp_id, "rd", "spot", 0, {**m, "R": 2.0})
+    client.set_tag(run_id, "mlflow.runName", "rd/spot[feed=0.03]/seed=0")
+    table = build_table(cells_frame(client.search_runs([exp_id])), load_published())
+    by_variant = table.set_index("variant")
+    assert by_variant.loc["spot", "R_paper"] == 1.0107
+    assert by_variant.loc["spot[feed=0.03]", "R"] == 2.0 and math.isnan(by_variant.loc["spot[feed=0.03]", "R_paper"])
+    assert r"spot[feed=0.03]" in to_latex(table)
+
+
+def test_bad_selections_are_one_line_errors(smoke, tmp_path):
+    result = invoke("table", "--experiment", "no-such-experiment", "--out", tmp_path)
+    assert result.exit_code == 2 and "no experiment 'no-such-experiment'" in result.output
+    result = invoke("table", "--parent", "0" * 32, "--out", tmp_path)
+    assert result.exit_code == 2 and f"no run {'0' * 32!r}" in result.output
+    result = invoke("table", "--parent", "abc", "--all-cells", "--out", tmp_path)
+    assert result.exit_code == 2 and "exclude each other" in result.output
+    client = smoke.client
+    empty = f"empty-{uuid.uuid4().hex[:8]}"
+    client.create_experiment(empty)
+    result = invoke("table", "--experiment", empty, "--out", tmp_path)
+    assert result.exit_code == 2 and "has no grid run" in result.output
+
+
+def test_the_published_file_is_validated(tmp_path):
+    published = load_published()
+    assert published[("rd", "stripe_authors")].R == 1.0093 and len({id(v) for v in published.values()}) == 8
+    bad = tmp_path / "published.yaml"
+    bad.write_text(yaml.safe_dump({"source": "x", "rows": [{"system": "rd", "cases": ["spot"], "label": "l",
+                                                              "M_react": 1, "M_diff": 1, "R": "one", "R_final": 1}]}))
+    with pytest.raises(ConfigError, match=r"published.yaml: bad value 'one' for 'rows.0.R'"):
+        load_published(bad)
