@@ -22,6 +22,7 @@ import hashlib
 import importlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,10 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseModel):
-    """Base of every system's settings model: frozen, and unknown keys are errors."""
+    """Base of every system's settings model: frozen, unknown keys are errors, and a float
+    setting must be finite (``inf`` and ``nan`` are refused where they are read)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- files
@@ -133,6 +135,35 @@ def _allowed_keys(model: type[BaseModel], parent_loc: tuple) -> list[str]:
     return sorted(getattr(current, "model_fields", {}).keys())
 
 
+# --------------------------------------------------------------------------- names and plug-ins
+
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # a system's name: a file name in conf/systems/, never a path
+PLUGIN = re.compile(r"^(?P<module>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):(?P<attr>[A-Za-z_]\w*)$")
+TRUSTED_PACKAGE = "rdbench.systems"  # plug-ins are imported from here, or from a module the user trusts
+_trusted_modules: set[str] = set()
+
+
+def trust_plugin_module(module: str) -> None:
+    """Allow plug-ins from ``module`` (``rdbench --trust-plugin MODULE``): config files alone
+    cannot make rdbench import code from outside :data:`TRUSTED_PACKAGE`."""
+    if not PLUGIN.match(f"{module}:X"):
+        raise ConfigError(f"--trust-plugin {module!r} is not a module name (dotted Python identifiers)")
+    _trusted_modules.add(module)
+
+
+def check_system_name(name: str, what: str = "system") -> str:
+    """``name`` if it is a system name (lowercase letters, digits, ``_``), else a ConfigError."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ConfigError(
+            f"bad {what} name {name!r}: a name of conf/systems/ (lowercase letters, digits and _), not a path"
+        )
+    return name
+
+
+def _plugin_allowed(module: str) -> bool:
+    return module == TRUSTED_PACKAGE or module.startswith(TRUSTED_PACKAGE + ".") or module in _trusted_modules
+
+
 # --------------------------------------------------------------------------- overrides
 
 
@@ -206,12 +237,29 @@ class SystemConfig:
         return list(self.spec.cases)
 
     def plugin_class(self) -> type:
-        module_name, _, class_name = self.spec.plugin.partition(":")
+        """The plug-in class the file names, imported only from an allowed module.
+
+        ``plugin: module:Class`` must name a module of :data:`TRUSTED_PACKAGE` or one the
+        user trusted on the command line; nothing is imported before that check. The
+        caller checks that the class is a ``System``.
+        """
+        match = PLUGIN.match(self.spec.plugin)
+        if not match:
+            raise ConfigError(f"{self.source}: plugin {self.spec.plugin!r} is not 'package.module:Class'")
+        module_name, class_name = match["module"], match["attr"]
+        if not _plugin_allowed(module_name):
+            raise ConfigError(
+                f"{self.source}: plugin module {module_name!r} is outside {TRUSTED_PACKAGE}; "
+                f"to run your own system, trust its module: rdbench --trust-plugin {module_name} ..."
+            )
         try:
             module = importlib.import_module(module_name)
-            return getattr(module, class_name)
+            found = getattr(module, class_name)
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"{self.source}: cannot load plugin {self.spec.plugin!r}: {exc}") from exc
+        if not isinstance(found, type):
+            raise ConfigError(f"{self.source}: plugin {self.spec.plugin!r} is not a class")
+        return found
 
     def resolve(
         self,
@@ -258,6 +306,7 @@ def available_systems(directory: Path | None = None) -> list[str]:
 
 def load_system(name: str, path: str | Path | None = None) -> SystemConfig:
     """Load ``conf/systems/<name>.yaml`` (or ``path``) into a SystemConfig."""
+    check_system_name(name)
     if path is None:
         path = conf_dir() / "systems" / f"{name}.yaml"
         if not Path(path).exists():

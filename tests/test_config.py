@@ -1,10 +1,15 @@
-"""Config loading: layered resolution, overrides, one-line errors, stable hashes."""
+"""Config loading: layered resolution, overrides, one-line errors, stable hashes, untrusted files."""
+
+import sys
 
 import pytest
+from click.testing import CliRunner
 
+from rdbench.cli import main
 from rdbench.config import (
     ConfigError,
     apply_overrides,
+    conf_dir,
     config_hash,
     load_system,
     parse_assignment,
@@ -57,3 +62,76 @@ def test_config_hash_is_stable_and_sensitive():
     assert config_hash("rd", "spot", 0, a) == config_hash("rd", "spot", 0, conf.resolve("spot", "smoke"))
     assert config_hash("rd", "spot", 0, a) != config_hash("rd", "spot", 1, a)
     assert config_hash("rd", "spot", 0, a) != config_hash("rd", "spot", 0, conf.resolve("spot", "smoke", {"steps": 61}))
+
+
+# --------------------------------------------------------------------------- untrusted config files
+
+
+def write_system_file(folder, plugin: str) -> str:
+    text = (conf_dir() / "systems" / "rd.yaml").read_text().replace(
+        "plugin: rdbench.systems.grayscott:GrayScott", f"plugin: {plugin}")
+    path = folder / "rd.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def booby_trapped_module(tmp_path, monkeypatch):
+    """A module on sys.path that leaves a marker file if anything imports it."""
+    marker = tmp_path / "imported"
+    (tmp_path / "trap_plugin_mod.py").write_text(
+        f"open({str(marker)!r}, 'w').write('imported')\nclass Trap:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield marker
+    sys.modules.pop("trap_plugin_mod", None)
+
+
+@pytest.mark.parametrize("plugin", ["trap_plugin_mod:Trap", "os:getpid", "rdbench.systemsx.evil:X"])
+def test_a_config_file_cannot_make_rdbench_import_code_from_outside(plugin, tmp_path, booby_trapped_module):
+    path = write_system_file(tmp_path, plugin)
+    result = CliRunner().invoke(main, ["run", "rd", "--config", path, "--profile", "smoke"])
+    assert result.exit_code == 2, result.output
+    assert "is outside rdbench.systems" in result.output and "--trust-plugin" in result.output
+    assert not booby_trapped_module.exists() and "trap_plugin_mod" not in sys.modules
+
+
+def test_the_conf_dir_variable_is_held_to_the_same_rule(tmp_path, booby_trapped_module, monkeypatch):
+    (tmp_path / "systems").mkdir()
+    write_system_file(tmp_path / "systems", "trap_plugin_mod:Trap")
+    monkeypatch.setenv("RDBENCH_CONF_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match="outside rdbench.systems"):
+        load_system("rd").plugin_class()
+    assert not booby_trapped_module.exists()
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/x", "rd/../../x", "RD", "rd.yaml", ""])
+def test_system_names_are_names_not_paths(name):
+    with pytest.raises(ConfigError, match="bad system name"):
+        load_system(name)
+
+
+def test_a_grid_file_naming_a_path_as_system_is_refused(tmp_path):
+    from rdbench.study.grid import plan_grid
+
+    path = tmp_path / "g.yaml"
+    path.write_text("description: d\nprofile: smoke\nseeds: [0]\ncells:\n  - {system: ../../tmp/evil, cases: [x]}\n")
+    with pytest.raises(ConfigError, match=r"cells\[0\].*bad system name '../../tmp/evil'"):
+        plan_grid(path)
+
+
+def test_a_trusted_module_must_still_hold_a_system(tmp_path, booby_trapped_module):
+    path = write_system_file(tmp_path, "trap_plugin_mod:Trap")
+    result = CliRunner().invoke(main, ["--trust-plugin", "trap_plugin_mod", "run", "rd", "--config", path])
+    assert result.exit_code == 2 and "is not a rdbench System subclass" in result.output, result.output
+
+
+def test_a_trusted_plugin_module_runs(tmp_path, monkeypatch, experiment, mlflow_client, runs_of):
+    (tmp_path / "my_rd_plugin.py").write_text(
+        "from rdbench.systems.grayscott import GrayScott\n\nclass MyGrayScott(GrayScott):\n    name = 'rd'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write_system_file(tmp_path, "my_rd_plugin:MyGrayScott")
+    result = CliRunner().invoke(main, ["--trust-plugin", "my_rd_plugin", "run", "rd", "--config", path,
+                                       "--profile", "smoke", "--experiment", experiment])
+    assert result.exit_code == 0, result.output
+    (run,) = runs_of(mlflow_client, experiment)
+    assert run.info.status == "FINISHED"

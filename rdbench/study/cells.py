@@ -96,7 +96,10 @@ def plugin(system: str, config_path: str | Path | None = None) -> Plugin:
     key = (system, str(config_path) if config_path is not None else None)
     if key not in _PLUGINS:
         config = load_system(system, config_path)
-        _PLUGINS[key] = Plugin(config, config.plugin_class()())
+        cls = config.plugin_class()
+        if not issubclass(cls, System):
+            raise ConfigError(f"{config.source}: plugin {config.spec.plugin!r} is not a rdbench System subclass")
+        _PLUGINS[key] = Plugin(config, cls())
     return _PLUGINS[key]
 
 
