@@ -34,7 +34,11 @@ BASE_IMAGE ?=
 TORCH ?=
 BUILD_ARGS ?=
 BUILD_NETWORK ?=
+# Folders outside TRACKING_DIR where experiments of the store keep artifacts (mounted only if named here).
+ARTIFACT_DIRS ?=
 NETWORK ?=
+# Folders outside TRACKING_DIR where experiments of the store keep artifacts (mounted only if named here).
+ARTIFACT_DIRS ?=
 
 # A grid file is passed by absolute path (the local targets work in TRACKING_DIR);
 # a grid name (paper, quick) is looked up in conf/.
@@ -46,7 +50,8 @@ BUILD_OPTS = --image '$(IMAGE)' $(if $(BASE_IMAGE),--base-image '$(BASE_IMAGE)')
 	$(if $(TORCH),--torch '$(TORCH)') $(foreach arg,$(BUILD_ARGS),--build-arg '$(arg)') \
 	$(if $(BUILD_NETWORK),--build-network '$(BUILD_NETWORK)')
 RUN_OPTS = --gpus '$(GPUS)' --tracking-dir '$(TRACKING_DIR)' --data-dir '$(DATA_DIR)' \
-	--experiment '$(EXPERIMENT)' $(if $(NETWORK),--network '$(NETWORK)')
+	--experiment '$(EXPERIMENT)' $(if $(NETWORK),--network '$(NETWORK)') \
+	$(foreach dir,$(ARTIFACT_DIRS),--artifact-dir '$(dir)')
 LOCAL_ENV = MLFLOW_TRACKING_URI=$(TRACKING_URI) MLFLOW_EXPERIMENT_NAME=$(EXPERIMENT) RDBENCH_DATA_DIR=$(abspath $(DATA_DIR))
 
 .PHONY: help install test test-fast lint image reproduce reproduce-local reproduce-mlflow quick table ui

@@ -15,7 +15,7 @@ import shlex
 
 import click
 
-from rdbench.commands.options import CliError, options
+from rdbench.commands.options import CliError, experiment_name, options
 from rdbench.container.engine import (
     build_image,
     check_gpu_runtime,
@@ -61,6 +61,9 @@ run_options = options(
     click.option("--network", default=None, help="Network of the container (none, host...). Default: the engine's."),
     click.option("--user", default=None, help="uid:gid inside the container. Default: the caller's."),
     click.option("--experiment", default=None, help="MLflow experiment. Default: $MLFLOW_EXPERIMENT_NAME or 'rdbench'."),
+    click.option("--artifact-dir", "artifact_dirs", multiple=True, metavar="DIR",
+                 help="A host folder where experiments of the store may keep artifacts, mounted at its path. "
+                      "Only the folders you name are mounted. Repeatable."),
 )
 
 
@@ -99,13 +102,14 @@ def build_command(image, base_image, torch_packages, build_args, build_network, 
 @run_options
 @click.option("--dry-run", is_flag=True, help="Print the equivalent docker command; contact no engine.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
-def run_command(image, gpus, tracking_dir, data_dir, network, user, experiment, dry_run, args) -> None:
+def run_command(image, gpus, tracking_dir, data_dir, network, user, experiment, artifact_dirs, dry_run, args) -> None:
     """Run `rdbench ARGS...` in IMAGE with the store and data mounted:
 
         rdbench container run --gpus all -- run rd --case spot
     """
     try:
-        workspace = Workspace.resolve(tracking_dir, data_dir)
+        workspace = Workspace.resolve(tracking_dir, data_dir, artifact_dirs=artifact_dirs,
+                                      experiment=experiment_name(experiment))
         spec = run_spec(image, args, workspace, gpus, user, network, experiment)
         if dry_run:
             click.echo(shlex.join(spec.docker_cli()))
@@ -127,7 +131,8 @@ def run_command(image, gpus, tracking_dir, data_dir, network, user, experiment, 
 @build_options
 @run_options
 def reproduce_command(grid, device, out_dir, build_policy, image, base_image, torch_packages, build_args,
-                      build_network, dry_run, gpus, tracking_dir, data_dir, network, user, experiment) -> None:
+                      build_network, dry_run, gpus, tracking_dir, data_dir, network, user, experiment,
+                      artifact_dirs) -> None:
     """Build the image if needed, then run GRID in it and regenerate Table 1.
 
     The results land in TRACKING_DIR/mlflow.db, which `mlflow ui` and `rdbench table`
@@ -135,7 +140,7 @@ def reproduce_command(grid, device, out_dir, build_policy, image, base_image, to
     """
     try:
         build = _build_spec(image, base_image, torch_packages, build_args, build_network)
-        workspace = Workspace.resolve(tracking_dir, data_dir, out_dir)
+        workspace = Workspace.resolve(tracking_dir, data_dir, out_dir, artifact_dirs, experiment_name(experiment))
         grid_in_container, grid_mounts = grid_argument(grid, build.root)
         spec = run_spec(image, reproduce_args(grid_in_container, device, workspace.out_dir),
                         workspace, gpus, user, network, experiment, grid_mounts)

@@ -201,28 +201,32 @@ def local_path(uri: str) -> Path | None:
     return Path(uri) if uri.startswith("/") else None
 
 
-def outside_artifact_roots(tracking_dir: Path) -> list[Path]:
-    """Local artifact folders of the store's active experiments that lie outside ``tracking_dir``.
+def outside_artifact_roots(tracking_dir: Path, experiment: str | None = None) -> dict[Path, str]:
+    """Local artifact folders of the store's active experiments (or of ``experiment`` only) that
+    lie outside ``tracking_dir``, each with the name of an experiment that uses it.
 
     An experiment created by a process working elsewhere keeps its artifacts there;
-    the container must see that folder at the same path to log into it.
+    the container must see that folder at the same path to log into it. These paths
+    come from the store, so they are not trusted: :meth:`Workspace.mounts` mounts one
+    only if it lies in a folder the caller named.
     """
     db = tracking_dir / "mlflow.db"
     if not db.exists():
-        return []
+        return {}
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
             rows = conn.execute(
-                "SELECT artifact_location FROM experiments WHERE lifecycle_stage = 'active'"
+                "SELECT artifact_location, name FROM experiments WHERE lifecycle_stage = 'active'"
+                + (" AND name = ?" if experiment else ""), (experiment,) if experiment else ()
             ).fetchall()
     except sqlite3.Error:
-        return []  # not an MLflow store yet; the container creates it
-    roots: set[Path] = set()
-    for (location,) in rows:
+        return {}  # not an MLflow store yet; the container creates it
+    roots: dict[Path, str] = {}
+    for location, name in rows:
         path = local_path(location or "")
-        if path is not None and not path.is_relative_to(tracking_dir):
-            roots.add(path)
-    return sorted(roots)
+        if path is not None and not path.resolve().is_relative_to(tracking_dir):
+            roots.setdefault(path.resolve(), name)
+    return dict(sorted(roots.items()))
 
 
 @dataclass
@@ -232,11 +236,31 @@ class Workspace:
     tracking_dir: Path
     data_dir: Path
     out_dir: Path | None = None
+    artifact_dirs: tuple[Path, ...] = ()  # folders the caller allows experiments' artifacts in
+    experiment: str | None = None  # the experiment the container logs into (None: any of the store's)
 
     @classmethod
-    def resolve(cls, tracking_dir: str, data_dir: str, out_dir: str | None = None) -> Workspace:
+    def resolve(cls, tracking_dir: str, data_dir: str, out_dir: str | None = None,
+                artifact_dirs: Sequence[str] = (), experiment: str | None = None) -> Workspace:
         return cls(Path(tracking_dir).resolve(), Path(data_dir).resolve(),
-                   Path(out_dir).resolve() if out_dir else None)
+                   Path(out_dir).resolve() if out_dir else None, tuple(Path(d).resolve() for d in artifact_dirs),
+                   experiment)
+
+    def named(self) -> list[Path]:
+        """The folders the caller named: only these, and what lies under them, are ever mounted."""
+        return [self.tracking_dir, self.data_dir, *([self.out_dir] if self.out_dir else []), *self.artifact_dirs]
+
+    def store_roots(self) -> list[Path]:
+        """The artifact folders the store's experiments need, refused unless under a named folder."""
+        roots = outside_artifact_roots(self.tracking_dir, self.experiment)
+        for path, experiment in roots.items():
+            if not any(path.is_relative_to(folder) for folder in self.named()):
+                raise ContainerError(
+                    f"experiment {experiment!r} of the store {self.tracking_dir / 'mlflow.db'} keeps its artifacts "
+                    f"in {path}, outside the folders you named; rdbench mounts only those: pass --artifact-dir "
+                    f"{path} (ARTIFACT_DIRS={path} for make) if you trust it, or delete that experiment"
+                )
+        return list(roots)
 
     @property
     def tracking_uri(self) -> str:
@@ -244,8 +268,7 @@ class Workspace:
 
     def folders(self) -> list[Path]:
         """Every host folder that will be mounted (made beforehand, so the caller owns them)."""
-        extra = outside_artifact_roots(self.tracking_dir)
-        return [self.tracking_dir, self.data_dir, *([self.out_dir] if self.out_dir else []), *extra]
+        return [*self.named(), *self.store_roots()]
 
     def mounts(self) -> list[BindMount]:
         track = str(self.tracking_dir)
@@ -256,7 +279,8 @@ class Workspace:
         ]
         if self.out_dir and not self.out_dir.is_relative_to(self.tracking_dir):
             mounts.append(BindMount(str(self.out_dir), str(self.out_dir)))
-        mounts += [BindMount(str(p), str(p)) for p in outside_artifact_roots(self.tracking_dir)]
+        inside = [p for p in self.store_roots() if not any(p.is_relative_to(a) for a in self.artifact_dirs)]
+        mounts += [BindMount(str(p), str(p)) for p in [*self.artifact_dirs, *inside]]
         return mounts
 
     def make_folders(self) -> None:

@@ -196,18 +196,37 @@ def test_dockerfile_is_hadolint_clean():
 # ----------------------------------------------------------------------------- store and grid
 
 
-def test_experiment_with_artifacts_outside_the_store_is_mounted_at_its_path(tmp_path, tracking_uri, mlflow_client):
-    store = Path(tracking_uri.removeprefix("sqlite:///")).parent  # the session's real store
+def test_artifacts_outside_the_store_are_mounted_only_inside_folders_the_caller_named(tmp_path):
+    import mlflow
+
+    store = tmp_path / "store"
+    store.mkdir()
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     elsewhere = tmp_path / "elsewhere" / "artifacts"
-    tag = tmp_path.name
-    mlflow_client.create_experiment(f"made-elsewhere-{tag}", artifact_location=str(elsewhere))
-    mlflow_client.create_experiment(f"made-inside-{tag}", artifact_location=str(store / "mlruns" / tag))
-    ws = ct.Workspace.resolve(str(store), str(tmp_path / "data"))
-    assert elsewhere in ct.outside_artifact_roots(store)
-    assert not [p for p in ct.outside_artifact_roots(store) if p.is_relative_to(store)]
-    assert ct.BindMount(str(elsewhere), str(elsewhere)) in ws.mounts()
-    ws.make_folders()
+    client.create_experiment("made-elsewhere", artifact_location=str(elsewhere))
+    client.create_experiment("made-inside", artifact_location=str(store / "mlruns" / "x"))
+    assert list(ct.outside_artifact_roots(store, "made-elsewhere")) == [elsewhere]
+    assert list(ct.outside_artifact_roots(store, "made-inside")) == []
+    with pytest.raises(ct.ContainerError, match=r"experiment 'made-elsewhere' .* outside the folders you named"):
+        ct.Workspace.resolve(str(store), str(tmp_path / "data"), experiment="made-elsewhere").mounts()
+    assert ct.Workspace.resolve(str(store), str(tmp_path / "data"), experiment="made-inside").mounts()
+    allowed = ct.Workspace.resolve(str(store), str(tmp_path / "data"), artifact_dirs=[str(tmp_path / "elsewhere")],
+                                   experiment="made-elsewhere")
+    assert ct.BindMount(str(tmp_path / "elsewhere"), str(tmp_path / "elsewhere")) in allowed.mounts()
+    allowed.make_folders()
     assert elsewhere.is_dir()  # made by the caller, not by the engine as root
+
+
+def test_a_store_pointing_at_a_host_folder_such_as_etc_is_refused_in_one_line(tmp_path):
+    import mlflow
+
+    store = tmp_path / "store"
+    store.mkdir()
+    mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}").create_experiment("rdbench", artifact_location="/etc")
+    ws = ct.Workspace.resolve(str(store), str(tmp_path / "data"), str(tmp_path / "out"), experiment="rdbench")
+    with pytest.raises(ct.ContainerError) as err:
+        ct.run_spec("rdbench:test", ["table"], ws)
+    assert "/etc" in str(err.value) and "--artifact-dir" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_grid_argument_maps_host_paths_into_the_image(tmp_path):
