@@ -13,7 +13,14 @@ from rdbench.systems.ddpm.model import UNet
 from rdbench.systems.ddpm.sample import TERMS, measure, network_predictor, sample
 from rdbench.systems.ddpm.schedule import NoiseSchedule
 from rdbench.systems.ddpm.system import DDPM, _train_config, build_model, build_schedule, image_grid
-from rdbench.systems.ddpm.train import Trainer, batch_indices
+from rdbench.systems.ddpm.train import (
+    CheckpointError,
+    Trainer,
+    batch_indices,
+    checkpoint_step,
+    exclusive,
+    load_checkpoint,
+)
 
 TABLE1_M_DIFF = {"mnist": 3.0274, "fashionmnist": 3.0277, "cifar10": 5.2508}
 
@@ -231,9 +238,54 @@ def test_checkpoint_is_written_atomically_and_loads_weights_only(tmp_path, one_t
     seen = []
     trainer.train(log_loss=lambda *_: None, on_checkpoint=lambda path, step: seen.append((path.name, step)))
     assert seen == [("latest.pt", 2), ("latest.pt", 4)]
-    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]  # no temporary file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "latest.pt"]  # no temporary file left
     state = torch.load(tmp_path / "latest.pt", weights_only=True)
     assert state["step"] == 4 and {"model", "ema", "optimizer", "generator", "torch_rng"} <= set(state)
+    assert checkpoint_step(tmp_path / "latest.pt") == 4
+
+
+def test_a_checkpoint_is_never_replaced_by_one_from_fewer_steps(tmp_path, one_thread):
+    s = settings(train_steps=4, checkpoint_every=2)
+
+    def trainer() -> Trainer:
+        return Trainer(build_model(s, 0), build_schedule(s), load_dataset("digits"), _train_config(s), 0,
+                       torch.device("cpu"), tmp_path)
+
+    trainer().train(log_loss=lambda *_: None)
+    with pytest.raises(CheckpointError, match=r"is at step 4; refusing to replace it with step 2"):
+        trainer().train(log_loss=lambda *_: None)  # from scratch, into the same folder
+    assert checkpoint_step(tmp_path / "latest.pt") == 4
+    with pytest.raises(CheckpointError, match=r"--no-resume: checkpoint .* at step 4 exists"):
+        trainer().refuse_if_ahead()
+    again = trainer()
+    assert again.try_resume() and again.step == 4
+
+
+def test_an_unreadable_checkpoint_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "latest.pt"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, torch.device("cpu"))
+    assert str(path) in str(err.value) and "truncated or corrupt" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_one_process_at_a_time_trains_into_a_checkpoint_folder(tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\n"
+        f"fh = open({str(tmp_path / '.lock')!r}, 'a+'); fcntl.flock(fh, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CheckpointError, match="is in use by another process"), exclusive(tmp_path):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive(tmp_path):  # free again
+        pass
 
 
 def test_untrained_network_predictor_runs_through_the_probe(one_thread):

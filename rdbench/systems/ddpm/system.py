@@ -5,8 +5,9 @@ One job (dataset x seed) runs, in order:
 1. the **untrained** control: the freshly initialised network (seeded, so the
    same one a resume rebuilds) sampled through the same probe, with the same
    sampling noise as the final measurement (a paired comparison);
-2. training (:mod:`.train`), checkpointing every ``checkpoint_every`` steps into
-   ``<data dir>/checkpoints/<config hash>/`` and, every ``probe_every`` steps,
+2. training (:mod:`.train`), continuing from the checkpoint of the same config when
+   there is one (``--no-resume`` refuses instead of going back), checkpointing every
+   ``checkpoint_every`` steps into ``<data dir>/checkpoints/<config hash>/`` and, every ``probe_every`` steps,
    measuring ``R`` with the EMA weights on ``probe_samples`` samples
    (``R_during_training`` against the training step);
 3. the measurement: the EMA network sampled ``sampler.samples`` times; every
@@ -40,7 +41,7 @@ from rdbench.systems.ddpm.model import UNet, count_parameters
 from rdbench.systems.ddpm.oracle import OracleSettings, oracle_controls
 from rdbench.systems.ddpm.sample import measure, network_predictor
 from rdbench.systems.ddpm.schedule import NoiseSchedule
-from rdbench.systems.ddpm.train import TrainConfig, Trainer
+from rdbench.systems.ddpm.train import TrainConfig, Trainer, exclusive
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
@@ -184,20 +185,26 @@ class DDPM(System):
                                cmap="gray" if shape[0] == 1 else None)
 
         # 2. training, with checkpoints and R probes
-        trainer = Trainer(model, schedule, data, _train_config(s), job.seed, device, checkpoint_dir(job, ctx))
-        resumed = trainer.try_resume() if ctx.resume else False
+        folder = checkpoint_dir(job, ctx)
+        trainer = Trainer(model, schedule, data, _train_config(s), job.seed, device, folder)
 
         def on_probe(ema_model, step: int) -> None:
             result, _ = balance(ema_model, s.probe_samples, f"ddpm/{job.case} probe@{step}")
             job.recorder.log_metrics(_probe_metrics(result), step=step)
 
-        with ctx.progress(s.train_steps - trainer.step, f"ddpm/{job.case} training") as bar:
-            report = trainer.train(
-                log_loss=lambda loss, step: job.recorder.log_metrics({"loss": loss}, step=step),
-                on_checkpoint=lambda path, step: job.recorder.log_artifact(path, "checkpoints"),
-                on_probe=on_probe,
-                progress=bar,
-            )
+        with exclusive(folder):  # one process at a time trains this configuration
+            if ctx.resume:  # the default: continuing gives the same weights as never stopping
+                resumed = trainer.try_resume()
+            else:
+                trainer.refuse_if_ahead()
+                resumed = False
+            with ctx.progress(s.train_steps - trainer.step, f"ddpm/{job.case} training") as bar:
+                report = trainer.train(
+                    log_loss=lambda loss, step: job.recorder.log_metrics({"loss": loss}, step=step),
+                    on_checkpoint=lambda path, step: job.recorder.log_artifact(path, "checkpoints"),
+                    on_probe=on_probe,
+                    progress=bar,
+                )
 
         # 3. the measurement with the EMA weights
         t0 = time.perf_counter()

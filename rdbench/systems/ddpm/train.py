@@ -9,17 +9,25 @@ run continues from it, loaded with ``torch.load(weights_only=True)``.
 Determinism across a resume: the batch order is a pure function of (seed, step)
 (one permutation per epoch from a generator seeded with seed and epoch), and the
 generator that draws ``t`` and the noise, and torch's global generator (dropout),
-are saved in the checkpoint.
+are saved in the checkpoint. So continuing from a checkpoint gives the same weights
+as never stopping, and the DDPM system continues from its config's checkpoint by
+default.
+
+Safety: a checkpoint is never replaced by one from fewer steps (its step is kept in
+``latest.json`` beside it); one process at a time trains into a folder (an exclusive
+``flock`` on ``.lock``); an unreadable checkpoint is a one-line error naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
+import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,12 @@ from rdbench.systems.ddpm.schedule import NoiseSchedule
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "latest.pt"
+STEP_FILE = "latest.json"  # {"step": N} of latest.pt, readable without loading the weights
+LOCK_FILE = ".lock"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used or must not be replaced; the message says what to do."""
 
 
 class EMA:
@@ -87,18 +101,65 @@ class TrainReport:
     checkpoints: int  # checkpoints written by this process
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step of the checkpoint at ``path`` (from its ``latest.json``), None when there is none."""
+    step_file = path.with_name(STEP_FILE)
+    if not path.exists():
+        return None
+    try:
+        return int(json.loads(step_file.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a checkpoint written before the step file: unknown, never assumed ahead
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a reader (or a resume) never sees half a file."""
+    """Write ``state`` to ``path`` atomically (a reader never sees half a file), never going back.
+
+    Raises :class:`CheckpointError` if the checkpoint there is from more steps than ``state``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    existing = checkpoint_step(path)
+    if existing is not None and existing > int(state["step"]):
+        raise CheckpointError(
+            f"checkpoint {path} is at step {existing}; refusing to replace it with step {state['step']}: "
+            f"continue from it (the default), or delete {path.parent} to start over"
+        )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(state, tmp)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    step_tmp = path.with_name(f".{STEP_FILE}.{os.getpid()}.tmp")
+    step_tmp.write_text(json.dumps({"step": int(state["step"])}))
+    os.replace(step_tmp, path.with_name(STEP_FILE))
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    return torch.load(path, map_location=device, weights_only=True)
+    """The training state at ``path``; an unreadable file is a CheckpointError naming it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read (truncated or corrupt: {reason}); delete {path.parent} to start over"
+        ) from None
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.lock`` exclusively: a second process training the same config fails at once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(
+                f"checkpoint folder {folder} is in use by another process training the same configuration"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
@@ -169,10 +230,20 @@ class Trainer:
     def try_resume(self) -> bool:
         """Load the latest checkpoint if there is one; True when it did."""
         if not self.checkpoint_path.exists():
-            log.warning("--resume: no checkpoint at %s; training from step 0", self.checkpoint_path)
             return False
         self.load(load_checkpoint(self.checkpoint_path, self.device))
+        log.warning("continuing from step %d of %s", self.step, self.checkpoint_path)
         return True
+
+    def refuse_if_ahead(self) -> None:
+        """Starting over (``--no-resume``) must not replace a further-along checkpoint: say how instead."""
+        step = checkpoint_step(self.checkpoint_path)
+        if self.checkpoint_path.exists() and (step is None or step > 0):
+            where = f"at step {step}" if step is not None else "of unknown step"
+            raise CheckpointError(
+                f"--no-resume: checkpoint {self.checkpoint_path} {where} exists for this configuration; "
+                f"run without --no-resume to continue from it, or delete {self.checkpoint_path.parent} to start over"
+            )
 
     # ------------------------------------------------------------------ training
 
