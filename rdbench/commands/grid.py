@@ -12,10 +12,13 @@ from rdbench.commands.options import (
     experiment_option,
     log_scale_option,
     one_line_errors,
+    open_tracking,
     options,
     out_option,
     parse_sets,
+    resume_option,
     run_context,
+    store_errors,
 )
 from rdbench.commands.output import Announcer, print_report
 
@@ -39,7 +42,7 @@ from rdbench.commands.output import Announcer, print_report
     device_option,
     experiment_option,
     data_dir_option,
-    click.option("--resume", is_flag=True, help="Close RUNNING runs a killed process left and continue from checkpoints."),
+    resume_option,
     click.option("--report/--no-report", default=True, show_default=True,
                  help="Regenerate Table 1, Fig. 2 and Fig. 3 at the end and log them to the parent run."),
     out_option,
@@ -53,23 +56,25 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
     """
     from rdbench.study.execution import run_grid
     from rdbench.study.grid import plan_grid
-    from rdbench.study.runner import failure_summary
+    from rdbench.study.runner import check_memory, failure_summary
     from rdbench.tracking.store import active_env_run_id
-    from rdbench.tracking.store import client as tracking_client
     from rdbench.tracking.ui import compare_url
 
     with one_line_errors():
         plan = plan_grid(grid_file, only, parse_sets(sets))
     ctx = run_context(device, data_dir, resume)
-    client = tracking_client()
+    with one_line_errors():
+        check_memory(plan.cells, ctx.device)
+    client = open_tracking()
     parent = active_env_run_id()
     if parent:  # under `mlflow run`: its run is the parent, in its experiment
         experiment = client.get_experiment(client.get_run(parent).info.experiment_id).name
     experiment = experiment_name(experiment)
     click.echo(f"grid {plan.name} ({plan.path}): {len(plan.cells)} cells -> experiment {experiment!r}, "
                f"store {client.tracking_uri}")
-    result = run_grid(plan, experiment, ctx, force=force, parent_run_id=parent,
-                      on_report=Announcer(len(plan.cells)))
+    with one_line_errors(*store_errors()):
+        result = run_grid(plan, experiment, ctx, force=force, parent_run_id=parent,
+                          on_report=Announcer(len(plan.cells)))
     click.echo(f"grid {plan.name}: {result.summary()}; parent run {result.parent_run_id}")
     click.echo(f"compare the cells: `mlflow ui --backend-store-uri {client.tracking_uri}`, "
                f"then {compare_url(result.experiment_id)}")

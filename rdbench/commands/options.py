@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -27,13 +28,35 @@ class CliError(click.ClickException):
     exit_code = 2
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the runs in flight end KILLED with the reason, never RUNNING."""
+
+
+def terminate_on_sigterm() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread (``timeout``, ``kill``, schedulers)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"received {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 @contextlib.contextmanager
 def one_line_errors(*errors: type[BaseException]) -> Iterator[None]:
-    """Turn a ConfigError (and any of ``errors``) raised in the block into a CliError."""
+    """Turn a ConfigError (and any of ``errors``) raised in the block into a one-line CliError."""
     try:
         yield
     except (ConfigError, *errors) as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(" ".join(str(exc).split()) or type(exc).__name__) from None
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The errors a store that fails mid-command raises (imports MLflow: call once a run starts)."""
+    from mlflow.exceptions import MlflowException
+
+    from rdbench.tracking.store import StoreError
+
+    return (StoreError, MlflowException)
 
 
 def experiment_name(option: str | None) -> str:
@@ -85,7 +108,31 @@ def progress_bar(total: int, label: str = "") -> Iterator[Any]:
         yield bar
 
 
-def run_context(device: str, data_dir: str | None, resume: bool = False):
+def open_tracking():
+    """The tracking store, checked (one line if it cannot be used), with orphaned runs closed.
+
+    Runs left RUNNING by a process that was killed (SIGKILL, the OOM killer) are
+    marked KILLED here, by whichever rdbench command opens the store next.
+    """
+    from rdbench.tracking.liveness import close_orphans
+    from rdbench.tracking.store import StoreError, open_store
+
+    with one_line_errors(StoreError):
+        client = open_store()
+        closed = close_orphans(client)
+    if closed:
+        click.echo(f"marked KILLED {len(closed)} run(s) whose process had ended: {', '.join(closed)}", err=True)
+    return client
+
+
+resume_option = click.option(
+    "--resume/--no-resume", default=True, show_default=True,
+    help="Continue from the checkpoint of the same configuration where there is one (training is "
+         "deterministic, so this equals never stopping); --no-resume refuses rather than replace it.",
+)
+
+
+def run_context(device: str, data_dir: str | None, resume: bool = True):
     """The :class:`~rdbench.systems.base.RunContext` of a command (a bad device is a one-line error)."""
     from rdbench.systems.base import RunContext, resolve_device
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from rdbench.commands.options import CliError, one_line_errors
+from rdbench.commands.options import CliError, one_line_errors, open_tracking
 
 SUMMARY = ("M_react", "M_diff", "R", "R_final")
 
@@ -64,11 +64,10 @@ def print_report(
     from rdbench.report.publish import build_report, write_report
     from rdbench.report.selection import select_runs
     from rdbench.report.table import to_markdown
-    from rdbench.tracking.store import client as tracking_client
 
     if parent_run_id and all_cells:
         raise CliError("--parent and --all-cells exclude each other")
-    client = tracking_client()
+    client = open_tracking()
     with one_line_errors():
         report = build_report(select_runs(client, experiment, parent_run_id, all_cells), published_path)
     if table:

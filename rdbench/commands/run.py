@@ -11,11 +11,14 @@ from rdbench.commands.options import (
     experiment_name,
     experiment_option,
     one_line_errors,
+    open_tracking,
     options,
     parse_extra_options,
     parse_sets,
+    resume_option,
     run_context,
     set_option,
+    store_errors,
 )
 from rdbench.commands.output import cell_line
 from rdbench.config import available_systems
@@ -43,7 +46,7 @@ from rdbench.config import available_systems
     device_option,
     experiment_option,
     data_dir_option,
-    click.option("--resume", is_flag=True, help="Continue from the latest checkpoint where the system supports it."),
+    resume_option,
 )
 @click.pass_context
 def run(ctx: click.Context, system: str, cases, seeds, profile, sets, config_path, device, experiment, data_dir, resume) -> None:
@@ -56,22 +59,24 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, config_pat
     if system not in available_systems() and config_path is None:  # before the heavy imports
         raise CliError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
     from rdbench.study.cells import plan_cells
-    from rdbench.study.runner import failure_summary, run_cells
+    from rdbench.study.runner import check_memory, failure_summary, run_cells
     from rdbench.tracking.store import active_env_run_id
-    from rdbench.tracking.store import client as tracking_client
 
     with one_line_errors():
         cells = plan_cells(system, cases or None, seeds or (0,), profile, overrides, config_path)
     run_ctx = run_context(device, data_dir, resume)
+    with one_line_errors():
+        check_memory(cells, run_ctx.device)
+    client = open_tracking()
     experiment = experiment_name(experiment)
     env_run = active_env_run_id()
     adopt = env_run if env_run and len(cells) == 1 else None
     parent = env_run if env_run and len(cells) > 1 else None
     if parent:
-        client = tracking_client()
         experiment = client.get_experiment(client.get_run(parent).info.experiment_id).name
-    reports = run_cells(cells, experiment, run_ctx, parent_run_id=parent, adopt_run_id=adopt,
-                        on_report=lambda r: click.echo(cell_line(r)))
+    with one_line_errors(*store_errors()):
+        reports = run_cells(cells, experiment, run_ctx, parent_run_id=parent, adopt_run_id=adopt,
+                            on_report=lambda r: click.echo(cell_line(r)))
     failed = failure_summary(reports)
     if failed:
         raise CliError(failed)

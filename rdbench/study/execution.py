@@ -10,6 +10,8 @@ every cell's run, reused ones included, from which the report builds Table 1.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from mlflow.entities import RunStatus
 from rdbench.study.grid import GridPlan
 from rdbench.study.runner import FAILED, FINISHED, SKIPPED, CellReport, failure_summary, run_cells
 from rdbench.systems.base import RunContext
+from rdbench.tracking.liveness import HEARTBEAT, owner_tags
 from rdbench.tracking.manifest import NOT_RUN, ManifestRow, write_manifest
 from rdbench.tracking.runs import TrackedRun, one_line
 from rdbench.tracking.store import client as tracking_client
@@ -107,6 +110,7 @@ def run_grid(
 
     def announce(index: int, report: CellReport) -> None:
         reports[index] = report
+        _write_manifest(parent, plan, reports)  # as cells end: a killed grid still lists what finished
         if on_report:
             on_report(report)
 
@@ -123,32 +127,36 @@ def run_grid(
             if old is None:
                 to_run.append(index)
             else:
-                announce(index, CellReport(cell, old.info.run_id, SKIPPED, metrics=dict(old.data.metrics)))
+                reports[index] = CellReport(cell, old.info.run_id, SKIPPED, metrics=dict(old.data.metrics))
+        _write_manifest(parent, plan, reports)
+        for index in sorted(set(range(len(plan.cells))) - set(to_run)):
+            if on_report:
+                on_report(reports[index])
         if to_run:
             run_cells(
                 [plan.cells[i] for i in to_run], experiment, ctx, parent_run_id=parent.run_id,
                 on_report=_indexed(to_run, [plan.cells[i] for i in to_run], announce),
+                claim=True, reuse_finished=not force,
             )
-    except KeyboardInterrupt as exc:
-        _write_manifest(parent, plan, reports)
+    except BaseException as exc:  # Ctrl-C, SIGTERM, a store failure: the parent is never left RUNNING
         if not parent_run_id:
-            parent.fail(exc)
+            with contextlib.suppress(Exception):
+                parent.fail(exc)
         raise
     result.reports = [reports[i] for i in range(len(plan.cells))]
     result.wall_time_s = time.perf_counter() - start
-    _write_manifest(parent, plan, reports)
     parent.log_metrics(
         {"cells_total": len(result.reports), "cells_finished": result.count(FINISHED),
          "cells_skipped": result.count(SKIPPED), "cells_failed": result.count(FAILED),
          "wall_time_s": result.wall_time_s}
     )
     reason = failure_summary(result.reports)
-    if reason:
-        if parent_run_id:
-            parent.set_tags({TAG_ERROR: one_line(RuntimeError(reason))})
-        else:
-            parent.end(RunStatus.FAILED, one_line(RuntimeError(reason)))
-    elif not parent_run_id:
+    if parent_run_id:  # `mlflow run`, our parent process, ends it from our exit status: it owns it now
+        HEARTBEAT.remove(parent.run_id)
+        parent.set_tags({**owner_tags(os.getppid()), **({TAG_ERROR: one_line(RuntimeError(reason))} if reason else {})})
+    elif reason:
+        parent.end(RunStatus.FAILED, one_line(RuntimeError(reason)))
+    else:
         parent.finish()
     return result
 

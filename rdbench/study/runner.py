@@ -17,19 +17,23 @@ from typing import Any
 
 from mlflow.entities import RunStatus
 
+from rdbench.config import ConfigError
 from rdbench.study.cells import Cell, plugin
-from rdbench.systems.base import Job, Outcome, RunContext, System
+from rdbench.systems.base import Job, Outcome, RunContext, System, available_memory
+from rdbench.tracking.liveness import owner_alive
 from rdbench.tracking.runs import TrackedRun, one_line
 from rdbench.tracking.store import client as tracking_client
 from rdbench.tracking.store import search_runs
-from rdbench.tracking.tags import TAG_HASH
+from rdbench.tracking.tags import KIND_CELL, TAG_HASH, TAG_KIND
 
-FINISHED, FAILED, SKIPPED = "FINISHED", "FAILED", "SKIPPED"
+FINISHED, FAILED, KILLED, SKIPPED = "FINISHED", "FAILED", "KILLED", "SKIPPED"
+ELSEWHERE = "running in another process"  # the error note of a cell another process has claimed
 
 
 @dataclass
 class CellReport:
-    """How one cell ended: FINISHED, FAILED, or SKIPPED (an earlier FINISHED run reused)."""
+    """How one cell ended: FINISHED, FAILED, KILLED (interrupted), or SKIPPED (an earlier
+    FINISHED run reused, or the cell claimed by another process: ``error`` says so)."""
 
     cell: Cell
     run_id: str | None
@@ -40,12 +44,28 @@ class CellReport:
 
 def failure_summary(reports: Sequence[CellReport]) -> str | None:
     """``"2 of 9 cells failed: rd/spot/seed=0: ...; ..."``, or None when none failed."""
-    failed = [r for r in reports if r.status == FAILED]
+    failed = [r for r in reports if r.status in (FAILED, KILLED)]
     if not failed:
         return None
     return f"{len(failed)} of {len(reports)} cells failed: " + "; ".join(
         f"{r.cell.run_name}: {r.error}" for r in failed
     )
+
+
+def check_memory(cells: Sequence[Cell], device: Any) -> None:
+    """Refuse (ConfigError) a batch whose memory estimate exceeds what ``device`` has, before any run."""
+    free = available_memory(device)
+    if free is None:
+        return
+    for group in _groups(cells):
+        impl = plugin(group[0][1].system, group[0][1].config_path).system
+        need = impl.memory_bytes([cell.settings for _, cell in group])
+        if need is not None and need > free:
+            names = ", ".join(cell.run_name for _, cell in group[:3]) + (" ..." if len(group) > 3 else "")
+            raise ConfigError(
+                f"{names}: needs about {need / 2**30:.1f} GiB on {device}, which has {free / 2**30:.1f} GiB "
+                f"available; use a smaller grid_size or fewer cells per batch"
+            )
 
 
 def run_cells(
@@ -55,11 +75,16 @@ def run_cells(
     parent_run_id: str | None = None,
     adopt_run_id: str | None = None,
     on_report: Callable[[CellReport], None] | None = None,
+    claim: bool = False,
+    reuse_finished: bool = True,
 ) -> list[CellReport]:
     """Run ``cells``; return one report per cell in the order given.
 
     ``adopt_run_id`` (one cell only) logs into an existing run, as under ``mlflow
     run``; otherwise each cell gets a new run, a child of ``parent_run_id`` if given.
+    With ``claim``, a cell that another live process is already running (or has just
+    finished, when ``reuse_finished``) is left to it (:func:`rival_run`): two grids on
+    one store never run the same cell twice.
     """
     if adopt_run_id and len(cells) != 1:
         raise ValueError("adopt_run_id needs exactly one cell")
@@ -72,6 +97,7 @@ def run_cells(
             on_report(item)
 
     def fail(group: list[tuple[int, Cell]], runs: list[TrackedRun], exc: BaseException) -> None:
+        status = KILLED if isinstance(exc, KeyboardInterrupt) else FAILED
         for i, (index, cell) in enumerate(group):
             if index in reports:
                 continue
@@ -79,7 +105,7 @@ def run_cells(
             if i < len(runs):
                 runs[i].fail(exc)
                 run_id = runs[i].run_id
-            report(index, CellReport(cell, run_id, FAILED, error=one_line(exc)))
+            report(index, CellReport(cell, run_id, status, error=one_line(exc)))
 
     def execute(impl: System, group: list[tuple[int, Cell]], runs: list[TrackedRun]) -> None:
         """Run one group and log it; raises if the system does."""
@@ -106,15 +132,16 @@ def run_cells(
         runs: list[TrackedRun] = []
         try:
             for _, cell in group:
-                if ctx.resume:
-                    close_stale_runs(client, experiment, cell.config_hash)
                 if adopt_run_id:
                     run = TrackedRun.adopt(client, adopt_run_id, cell.tags())
                 else:
                     run = TrackedRun.create(client, experiment, cell.run_name, cell.tags(), parent_run_id)
                 runs.append(run)
                 run.log_params(cell.params(str(ctx.device)))
-            execute(impl, group, runs)
+            if claim:
+                group, runs = _leave_claimed(client, group, runs, reuse_finished, report)
+            if group:
+                execute(impl, group, runs)
         except KeyboardInterrupt as exc:
             fail(group, runs, exc)
             raise
@@ -136,20 +163,44 @@ def run_cells(
     return [reports[i] for i in range(len(cells))]
 
 
-def close_stale_runs(client: Any, experiment: str, config_hash: str) -> list[str]:
-    """Mark KILLED the RUNNING runs of this config that a killed process left behind (``--resume``)."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    stale = search_runs(
-        client, [exp.experiment_id],
-        f"tags.`{TAG_HASH}` = '{config_hash}' and attributes.status = 'RUNNING'",
-    )
-    for run in stale:
-        TrackedRun(client, run.info.run_id).end(
-            RunStatus.KILLED, "the process running this cell was killed; a --resume run continued it"
-        )
-    return [run.info.run_id for run in stale]
+def rival_run(client: Any, run: TrackedRun, config_hash: str, reuse_finished: bool) -> Any | None:
+    """The run that holds this cell instead of ``run``, if any.
+
+    Every process creates its run first, then looks: a FINISHED run of the same
+    config (when ``reuse_finished``) wins, else the earliest RUNNING one whose owner is
+    alive (ties by run id). All contenders see the same runs, so exactly one goes on.
+    """
+    mine = client.get_run(run.run_id)
+    runs = search_runs(client, [mine.info.experiment_id],
+                       f"tags.`{TAG_HASH}` = '{config_hash}' and tags.`{TAG_KIND}` = '{KIND_CELL}'")
+    others = [r for r in runs if r.info.run_id != run.run_id]
+    if reuse_finished:
+        finished = [r for r in others if r.info.status == FINISHED]
+        if finished:
+            return max(finished, key=lambda r: r.info.start_time)
+    ahead = [
+        r for r in others
+        if r.info.status == "RUNNING" and owner_alive(r.data.tags) is not False
+        and (r.info.start_time, r.info.run_id) < (mine.info.start_time, mine.info.run_id)
+    ]
+    return min(ahead, key=lambda r: (r.info.start_time, r.info.run_id)) if ahead else None
+
+
+def _leave_claimed(client, group, runs, reuse_finished, report):
+    """Drop from ``group`` the cells another process holds: their own run is deleted (it never ran)."""
+    kept, kept_runs = [], []
+    for (index, cell), run in zip(group, runs, strict=True):
+        rival = rival_run(client, run, cell.config_hash, reuse_finished)
+        if rival is None:
+            kept.append((index, cell))
+            kept_runs.append(run)
+            continue
+        run.end(RunStatus.KILLED, f"{ELSEWHERE}: run {rival.info.run_id}")
+        client.delete_run(run.run_id)
+        metrics = dict(rival.data.metrics) if rival.info.status == FINISHED else {}
+        report(index, CellReport(cell, rival.info.run_id, SKIPPED, error=f"{ELSEWHERE} (run {rival.info.run_id})"
+                                 if rival.info.status != FINISHED else None, metrics=metrics))
+    return kept, kept_runs
 
 
 def log_outcome(run: TrackedRun, outcome: Outcome, wall_time: float, batch: int) -> None:

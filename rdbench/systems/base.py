@@ -70,12 +70,13 @@ def no_progress(total: int, label: str = "") -> Iterator[Progress]:
 
 @dataclass
 class RunContext:
-    """What every job of a group shares: the device and the progress display."""
+    """What every job of a group shares: the device, the progress display, where data lives,
+    and whether a job continues from its config's checkpoint (the default) or refuses to go back."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: ProgressFactory = no_progress
     data_dir: Path | None = None
-    resume: bool = False
+    resume: bool = True
 
 
 @dataclass
@@ -122,6 +123,12 @@ class System(abc.ABC):
         """Jobs whose settings share a non-None key may run together in one batch."""
         return None
 
+    def memory_bytes(self, settings: Sequence[Any]) -> int | None:
+        """An estimate of the device memory one batch of jobs with these settings needs
+        (None: no estimate). The runner refuses a batch above what the device has
+        before any run exists."""
+        return None
+
     @abc.abstractmethod
     def run(self, jobs: Sequence[Job], ctx: RunContext) -> list[Outcome | BaseException]:
         """Run the jobs (one group) and return one entry per job, in order.
@@ -131,6 +138,21 @@ class System(abc.ABC):
         job's cell FAILED with it and the others FINISHED. An exception raised out of
         ``run`` fails the whole group.
         """
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes the device can still give: free CUDA memory, or MemAvailable of /proc/meminfo on CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def resolve_device(name: str) -> torch.device:

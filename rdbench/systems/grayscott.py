@@ -34,6 +34,8 @@ from rdbench.config import ConfigError, Settings
 from rdbench.systems.base import Job, Outcome, RunContext, System
 
 TERMS = (REACTION, DIFFUSION, "reaction_u", "diffusion_u")
+MIN_RECORDED_STEPS = 10  # fewer recorded steps make R_t a handful of points and R meaningless
+LIVE_ARRAYS = 16  # full-grid arrays a step has alive at once: u, v, their next values, terms, stencil temporaries
 
 
 class InitialCondition(Settings):
@@ -264,10 +266,23 @@ class GrayScott(System):
                 f"unstable dt={settings.dt}: explicit Euler needs dt <= dx^2 / (4 max(Du, Dv)) "
                 f"= {settings.max_stable_dt:.6g} for dx={settings.dx:.6g}"
             )
+        recorded = len(range(0, settings.steps, settings.record_every)) + ((settings.steps - 1) % settings.record_every > 0)
+        if recorded < MIN_RECORDED_STEPS:
+            raise ConfigError(
+                f"record_every={settings.record_every} with steps={settings.steps} records {recorded} steps; "
+                f"R and R_t need at least {MIN_RECORDED_STEPS}: lower record_every or raise steps"
+            )
         if settings.initial.square_size > settings.grid_size:
             raise ConfigError(
                 f"initial.square_size={settings.initial.square_size} exceeds grid_size={settings.grid_size}"
             )
+
+    def memory_bytes(self, settings: Sequence[GrayScottSettings]) -> int:
+        """Rows (jobs and their control rows) x N^2 cells x bytes x the arrays a step keeps alive."""
+        first = settings[0]
+        rows = len(settings) * (1 + len(first.controls))
+        itemsize = 4 if first.dtype == "float32" else 8
+        return rows * first.grid_size**2 * itemsize * LIVE_ARRAYS
 
     def group_key(self, settings: GrayScottSettings) -> str:
         shared = settings.model_dump(mode="json", exclude={"feed", "kill"})

@@ -22,7 +22,8 @@ from mlflow.tracking import MlflowClient
 
 from rdbench.balance import BalanceResult
 from rdbench.provenance import git_commit
-from rdbench.tracking.store import experiment_id
+from rdbench.tracking.liveness import HEARTBEAT, owner_tags
+from rdbench.tracking.store import experiment_id, retrying
 from rdbench.tracking.tags import TAG_ERROR, TAG_GIT, TAG_PARENT, TAG_RUN_NAME
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
@@ -55,15 +56,15 @@ class TrackedRun:
         parent_run_id: str | None = None,
     ) -> TrackedRun:
         """A new RUNNING run (a child of ``parent_run_id`` when given)."""
-        all_tags = {TAG_RUN_NAME: run_name, **(tags or {})}
+        all_tags = {TAG_RUN_NAME: run_name, **owner_tags(), **(tags or {})}
         commit = git_commit()
         if commit:
             all_tags.setdefault(TAG_GIT, commit)
         if parent_run_id:
             all_tags[TAG_PARENT] = parent_run_id
-        run = mlflow_client.create_run(
-            experiment_id(mlflow_client, experiment), run_name=run_name, tags=all_tags
-        )
+        exp_id = experiment_id(mlflow_client, experiment)
+        run = retrying(lambda: mlflow_client.create_run(exp_id, run_name=run_name, tags=all_tags))
+        HEARTBEAT.add(mlflow_client, run.info.run_id)
         return cls(mlflow_client, run.info.run_id)
 
     @classmethod
@@ -71,17 +72,22 @@ class TrackedRun:
         """An existing run (e.g. the one ``mlflow run`` made and exported as MLFLOW_RUN_ID)."""
         run = cls(mlflow_client, run_id)
         commit = git_commit()
-        extra = dict(tags or {})
+        extra = {**owner_tags(), **(tags or {})}
         if commit:
             extra.setdefault(TAG_GIT, commit)
         run.set_tags(extra)
+        HEARTBEAT.add(mlflow_client, run_id)
         return run
 
     # ------------------------------------------------------------------ Recorder
 
+    def _log_batch(self, **items: Any) -> None:
+        """One ``log_batch`` call, waiting out a locked store (see :func:`~.store.retrying`)."""
+        retrying(lambda: self.client.log_batch(self.run_id, **items))
+
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            self._log_batch(tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Params in batches; a key ``mlflow run`` already set keeps its value when they agree."""
@@ -95,7 +101,7 @@ class TrackedRun:
                 continue
             items.append(Param(key, text))
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+            self._log_batch(params=items[i : i + MAX_PARAMS_PER_BATCH])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
@@ -118,7 +124,7 @@ class TrackedRun:
 
     def _send_metrics(self, items: list[Metric]) -> None:
         for i in range(0, len(items), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=items[i : i + MAX_METRICS_PER_BATCH])
+            self._log_batch(metrics=items[i : i + MAX_METRICS_PER_BATCH])
 
     def log_image(self, array: np.ndarray, artifact_file: str, cmap: str | None = None) -> None:
         import matplotlib
@@ -184,18 +190,20 @@ class TrackedRun:
     # ------------------------------------------------------------------ end
 
     def finish(self) -> None:
-        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        self.end(RunStatus.FINISHED)
 
     def fail(self, exc: BaseException) -> None:
         """Mark FAILED (KILLED on Ctrl-C) with the one-line error as a tag."""
         status = RunStatus.KILLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
         self.end(status, one_line(exc))
 
-    def end(self, status: int, reason: str) -> None:
-        """Terminate with ``status`` (a RunStatus), the reason kept in the error tag."""
-        with contextlib.suppress(Exception):
-            self.set_tags({TAG_ERROR: reason})
-        self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+    def end(self, status: int, reason: str | None = None) -> None:
+        """Terminate with ``status`` (a RunStatus), the reason (if any) kept in the error tag."""
+        HEARTBEAT.remove(self.run_id)
+        if reason:
+            with contextlib.suppress(Exception):
+                self.set_tags({TAG_ERROR: reason})
+        retrying(lambda: self.client.set_terminated(self.run_id, RunStatus.to_string(status)))
 
 
 def _same_param(a: str, b: str) -> bool:
