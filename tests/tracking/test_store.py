@@ -37,7 +37,9 @@ def assert_one_line_fast(proc: subprocess.CompletedProcess, seconds: float, *fra
     assert len(lines) == 1, lines
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
-    assert seconds < 10 + 5, f"took {seconds:.1f} s"  # within the store timeout (10 s) plus interpreter start
+    # Not a speed target: MLflow's own retries take minutes (105 s to 250 s); under a minute, interpreter
+    # start and torch import included on a loaded shared machine, shows that they are bounded.
+    assert seconds < 60, f"took {seconds:.1f} s"
 
 
 def timed(args, uri, **extra):
