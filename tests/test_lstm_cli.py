@@ -72,7 +72,7 @@ def test_teacher_mode_measures_the_held_out_sequences(experiment, mlflow_client)
         (["--seq-len", "0"], "bad value 0 for 'seq_len': Input should be greater than 0"),
         (["--seq-len", "-3"], "bad value -3 for 'seq_len': Input should be greater than 0"),
         (["--seq-len", "1"], "seq_len=1: next-step prediction needs sequences of at least 2 values"),
-        (["--set", "dataset=mnist"], "bad value 'mnist' for 'dataset': Input should be 'sine', 'lorenz' or 'vanderpol'"),
+        (["--set", "dataset=mnist"], "bad value 'mnist' for 'dataset': Input should be 'sine', 'lorenz', 'vanderpol', 'csv' or 'npy'"),
         (["--set", "measure.mode=sample"], "bad value 'sample' for 'measure.mode'"),
         (["--epochs", "0"], "bad value 0 for 'epochs': Input should be greater than 0"),
     ],
