@@ -39,7 +39,7 @@ from rdbench.systems.base import ProgressFactory, no_progress
 from rdbench.systems.ddpm.oracle import ExactDenoiser
 from rdbench.systems.ddpm.sample import measure
 from rdbench.systems.ddpm.schedule import Variance
-from rdbench.systems.ddpm.system import DDPM, DDPMSettings, build_schedule, load_images
+from rdbench.systems.ddpm.system import DDPMSettings, build_schedule, check_schedule, load_images
 
 SWEEP_FILE = "sweeps/oracle.yaml"
 
@@ -70,7 +70,7 @@ def cell_settings(sweep: SweepSettings, schedule: str, variance: str, timesteps:
     overrides = {f"schedule.{k}": v for k, v in sweep.schedules[schedule].items()}
     overrides.update({"schedule.timesteps": timesteps, "sampler.variance": variance})
     settings = load_system("ddpm").resolve(sweep.case, sweep.profile, overrides)
-    DDPM._check_schedule(settings)
+    check_schedule(settings)
     return settings
 
 

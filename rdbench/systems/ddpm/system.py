@@ -139,6 +139,17 @@ def build_model(settings: DDPMSettings, seed: int, image_channels: int | None = 
     return UNet(channels, m.channels, m.attention, m.blocks_per_level, m.dropout, m.groups, m.heads)
 
 
+def check_schedule(settings: DDPMSettings) -> None:
+    """ConfigError unless the schedule settings make valid betas (every beta in (0, 1))."""
+    s = settings.schedule
+    if s.kind != "cosine" and not s.beta_start < s.beta_end < 1:
+        raise ConfigError(f"schedule: need 0 < beta_start < beta_end < 1, got {s.beta_start}, {s.beta_end}")
+    try:
+        build_schedule(settings)
+    except ValueError as exc:  # e.g. endpoints scaled by reference_timesteps / T reach 1
+        raise ConfigError(f"schedule ({s.kind}, T={s.timesteps}): {exc}") from None
+
+
 def survey_images(settings: DDPMSettings) -> ImageSurvey | None:
     """Count, channels and size of the user's images (a folder's headers, an npz array); None for
     a named dataset. A bad input raises ConfigError."""
@@ -198,7 +209,7 @@ class DDPM(System):
         lo, hi = settings.pixel_range
         if not lo < hi:
             raise ConfigError(f"pixel_range {list(settings.pixel_range)}: the low end must be below the high end")
-        self._check_schedule(settings)
+        check_schedule(settings)
         survey = self._check_data(settings)
         shape = survey.shape if survey is not None else DATASETS[settings.dataset].shape
         if settings.pretrained:
@@ -213,16 +224,6 @@ class DDPM(System):
         self._check_model(settings.model, shape)
         if survey is not None and settings.batch_size > survey.count:
             raise ConfigError(f"batch_size={settings.batch_size} exceeds the {survey.count} images of {survey.source}")
-
-    @staticmethod
-    def _check_schedule(settings: DDPMSettings) -> None:
-        s = settings.schedule
-        if s.kind != "cosine" and not s.beta_start < s.beta_end < 1:
-            raise ConfigError(f"schedule: need 0 < beta_start < beta_end < 1, got {s.beta_start}, {s.beta_end}")
-        try:
-            build_schedule(settings)
-        except ValueError as exc:  # e.g. endpoints scaled by reference_timesteps / T reach 1
-            raise ConfigError(f"schedule ({s.kind}, T={s.timesteps}): {exc}") from None
 
     @staticmethod
     def _check_data(settings: DDPMSettings) -> ImageSurvey | None:

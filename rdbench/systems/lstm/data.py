@@ -203,13 +203,9 @@ def raw_sequences(settings, seed: int) -> np.ndarray:
     return generate_sequences(settings, settings.n_sequences, settings.seq_len, seed)
 
 
-def make_dataset(settings, seed: int, raw: np.ndarray | None = None) -> SequenceData:
-    """Generate (or read), split and (if asked) z-score with the training statistics.
-
-    ``raw``: the sequences, when the caller has them already (:func:`raw_sequences`).
-    """
-    if raw is None:
-        raw = raw_sequences(settings, seed)
+def make_dataset(settings, seed: int) -> SequenceData:
+    """Generate (or read), split and (if asked) z-score with the training statistics."""
+    raw = raw_sequences(settings, seed)
     n_train, _ = split_counts(raw.shape[0], settings.test_fraction)
     train, test = raw[:n_train], raw[n_train:]
     offset, scale = 0.0, 1.0
