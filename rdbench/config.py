@@ -4,8 +4,11 @@ Two kinds of file live in ``conf/``:
 
 * ``conf/systems/<name>.yaml`` describes one system (Gray-Scott, LSTM, DDPM...):
   the plug-in class that implements it, its settings under the paper profile,
-  the overrides of the other profiles (``quick``, ``smoke``...) and its named
-  cases (``spot``/``stripe``, ``sine``/``lorenz``, ``mnist``...).
+  the overrides of the other profiles (``quick``, ``smoke``...), its named
+  cases (``spot``/``stripe``, ``sine``/``lorenz``, ``mnist``...) and its
+  parametric case kinds (``case_kinds``): a case ``KIND:ARG`` (``csv:data/x.csv``)
+  resolves like a named case whose overrides are the kind's template with every
+  ``{arg}`` replaced by ``ARG``.
 * ``conf/<grid>.yaml`` lists the cells of a study (system x case x seed).
 
 A cell's settings resolve in this order, each layer overriding the one before:
@@ -211,6 +214,10 @@ class SystemFile(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict, description="the paper profile")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     cases: dict[str, dict[str, Any]]
+    case_kinds: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="parametric cases: KIND -> overrides in which '{arg}' stands for what follows 'KIND:'",
+    )
 
 
 class SystemConfig:
@@ -261,6 +268,42 @@ class SystemConfig:
             raise ConfigError(f"{self.source}: plugin {self.spec.plugin!r} is not a class")
         return found
 
+    def case_forms(self) -> list[str]:
+        """The named cases, then one ``KIND:<key>`` per parametric kind (``csv:<data_path>``)."""
+        return [*self.spec.cases, *(self._kind_form(kind) for kind in self.spec.case_kinds)]
+
+    def _kind_form(self, kind: str) -> str:
+        """``KIND:<key>``, naming the setting that receives the argument."""
+        flat = _flatten(self.spec.case_kinds[kind])
+        key = next((k for k, v in flat.items() if isinstance(v, str) and ARG in v), "arg")
+        return f"{kind}:<{key}>"
+
+    def case_overrides(self, case: str) -> dict[str, Any]:
+        """The overrides a case applies: a named case's, or a parametric kind's with ``{arg}`` filled in."""
+        if case in self.spec.cases:
+            return dict(self.spec.cases[case])
+        kind, sep, arg = case.partition(":")
+        if sep and kind in self.spec.case_kinds:
+            if not arg.strip():
+                raise ConfigError(
+                    f"{self.spec.case_label} {case!r} for system {self.name!r}: "
+                    f"{kind}: needs an argument after the colon, as in {self._kind_form(kind)}"
+                )
+            return _substitute(self.spec.case_kinds[kind], arg)
+        raise ConfigError(
+            f"unknown {self.spec.case_label} {case!r} for system {self.name!r}; "
+            f"allowed: {', '.join(self.case_forms())}"
+        )
+
+    def case_label(self, case: str) -> str:
+        """A short, readable name for run names and tags: a parametric case keeps its kind and the
+        last part of its argument (``imagefolder:/data/x/digits_png`` -> ``imagefolder:digits_png``);
+        the whole argument is in the settings (a param of the run)."""
+        kind, sep, arg = case.partition(":")
+        if case in self.spec.cases or not sep or kind not in self.spec.case_kinds:
+            return case
+        return f"{kind}:{Path(arg.rstrip('/')).name or arg}"
+
     def resolve(
         self,
         case: str,
@@ -269,22 +312,32 @@ class SystemConfig:
         settings_model: type[BaseModel] | None = None,
     ) -> Any:
         """Settings of one case under one profile, with overrides, validated into the model."""
-        if case not in self.spec.cases:
-            raise ConfigError(
-                f"unknown {self.spec.case_label} {case!r} for system {self.name!r}; "
-                f"allowed: {', '.join(self.spec.cases)}"
-            )
+        case_data = self.case_overrides(case)
         if profile not in self.profiles:
             raise ConfigError(
                 f"unknown profile {profile!r} for system {self.name!r}; allowed: {', '.join(self.profiles)}"
             )
         data = dict(self.spec.settings)
         data = apply_overrides(data, _flatten(self.spec.profiles.get(profile, {})))
-        data = apply_overrides(data, _flatten(self.spec.cases[case]))
+        data = apply_overrides(data, _flatten(case_data))
         data = apply_overrides(data, dict(overrides or {}))
         model = settings_model or self.plugin_class().Settings
         where = f"{self.source} [{self.spec.case_label}={case}, profile={profile}]"
         return validate(model, data, where)
+
+
+ARG = "{arg}"
+
+
+def _substitute(template: Any, arg: str) -> Any:
+    """``template`` with every ``{arg}`` in its strings replaced by ``arg`` (nested mappings and lists too)."""
+    if isinstance(template, str):
+        return template.replace(ARG, arg)
+    if isinstance(template, Mapping):
+        return {key: _substitute(value, arg) for key, value in template.items()}
+    if isinstance(template, list):
+        return [_substitute(value, arg) for value in template]
+    return template
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

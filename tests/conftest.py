@@ -182,14 +182,19 @@ def smoke_cells(smoke) -> SimpleNamespace:
 
 
 @pytest.fixture
-def offline(monkeypatch):
-    """No network: name resolution and connections fail at once, as on a machine without one."""
+def offline(monkeypatch, tmp_path):
+    """No network (name resolution and connections fail at once, as on a machine without one) and an
+    empty Hugging Face cache."""
 
     def refuse(*args, **kwargs):
         raise OSError("network is unreachable (simulated offline)")
 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

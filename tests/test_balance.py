@@ -56,13 +56,17 @@ def test_equal_magnitudes_give_ratio_one():
     np.testing.assert_allclose(r.R_t, 1.0)
 
 
-def test_meter_holds_norms_not_states():
+def test_meter_holds_norms_not_states_in_one_growing_buffer():
     meter = BalanceMeter(2, ("reaction", "diffusion", "extra"))
     big = torch.ones(2, 64, 64)
-    for t in range(100):
-        meter.observe(t, [big, big, big])
-    stored = sum(c.numel() for c in meter._chunks)
-    assert stored == 100 * 2 * 3  # O(steps x samples x terms), independent of the state size
+    for t in range(300):
+        meter.observe(t, [big, 2 * big, 3 * big])
+    # O(steps x samples x terms), independent of the state size: one buffer, doubled past 256 steps
+    assert tuple(meter._buffer.shape) == (512, 2, 3)
+    result = meter.result()
+    assert result.n_steps == 300 and result.steps[-1] == 299
+    for k, name in enumerate(("reaction", "diffusion", "extra")):
+        assert np.allclose(result.norms[name], 64.0 * (k + 1))  # ||c * ones(64, 64)|| = 64 c, every step
 
 
 def test_stopped_samples_keep_shorter_series():

@@ -45,7 +45,7 @@ def test_a_misspelt_key_is_reported_as_unknown_not_missing(tmp_path):
     text = open(load_system("rd").source).read()
     bad = tmp_path / "rd.yaml"
     bad.write_text(text.replace("default_case:", "default_cse:"))
-    with pytest.raises(ConfigError, match="unknown key 'default_cse'; allowed keys: case_label, cases, default_case"):
+    with pytest.raises(ConfigError, match="unknown key 'default_cse'; allowed keys: case_kinds, case_label, cases, default_case"):
         load_system("rd", bad)
 
 
@@ -135,3 +135,36 @@ def test_a_trusted_plugin_module_runs(tmp_path, monkeypatch, experiment, mlflow_
     assert result.exit_code == 0, result.output
     (run,) = runs_of(mlflow_client, experiment)
     assert run.info.status == "FINISHED"
+
+
+def test_parametric_cases_resolve_from_the_system_file(tmp_path):
+    """A case KIND:ARG resolves like a named case whose overrides are the kind's template with {arg} filled in."""
+    from rdbench.config import Settings
+
+    class Source(Settings):
+        path: str
+        tags: list[str]
+
+    class Demo(Settings):
+        kind: str
+        source: Source | None = None
+        rows: int | None
+
+    (tmp_path / "demo.yaml").write_text(
+        "plugin: x:Y\ndefault_case: plain\ncase_label: input\n"
+        "settings: {kind: plain, rows: 10}\n"
+        "cases: {plain: {}}\n"
+        "case_kinds:\n"
+        "  file: {kind: file, rows: null, source: {path: '{arg}', tags: ['from {arg}', fixed]}}\n"
+    )
+    conf = load_system("demo", tmp_path / "demo.yaml")
+    s = conf.resolve("file:/data/runs/a.csv", overrides={"rows": 3}, settings_model=Demo)
+    assert s.kind == "file" and s.rows == 3  # the command line still overrides the case
+    assert s.source.path == "/data/runs/a.csv" and s.source.tags == ["from /data/runs/a.csv", "fixed"]
+    assert conf.resolve("file:b.csv", settings_model=Demo).rows is None
+    assert conf.case_label("file:/data/runs/a.csv") == "file:a.csv" and conf.case_label("plain") == "plain"
+    assert conf.case_forms() == ["plain", "file:<source.path>"]
+    with pytest.raises(ConfigError, match=r"unknown input 'other:x' for system 'demo'; allowed: plain, file:<source.path>"):
+        conf.resolve("other:x", settings_model=Demo)
+    with pytest.raises(ConfigError, match=r"input 'file:' for system 'demo': file: needs an argument after the colon"):
+        conf.resolve("file:", settings_model=Demo)

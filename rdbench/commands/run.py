@@ -42,6 +42,9 @@ from rdbench.config import available_systems
 @click.option("-p", "--profile", default="paper", show_default=True, help="Settings profile: paper, quick, smoke (see conf/systems/).")
 @options(
     set_option,
+    click.option("--model", "model", default=None, metavar="PATH_OR_ID",
+                 help="Measure this trained model instead of training one (the system's `pretrained` setting: "
+                      "a diffusers pipeline folder or Hub id for ddpm)."),
     click.option("--config", "config_path", type=click.Path(), help="System config file to use instead of conf/systems/SYSTEM.yaml."),
     device_option,
     experiment_option,
@@ -49,7 +52,8 @@ from rdbench.config import available_systems
     resume_option,
 )
 @click.pass_context
-def run(ctx: click.Context, system: str, cases, seeds, profile, sets, config_path, device, experiment, data_dir, resume) -> None:
+def run(ctx: click.Context, system: str, cases, seeds, profile, sets, model, config_path, device, experiment, data_dir,
+        resume) -> None:
     """Run SYSTEM (one of the files in conf/systems/: rd, lstm, ddpm...) and track it in MLflow.
 
     One MLflow run per case x seed. Under `mlflow run`, a single cell logs into the run
@@ -58,11 +62,15 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, config_pat
     overrides = {**parse_extra_options(ctx.args), **parse_sets(sets)}
     if system not in available_systems() and config_path is None:  # before the heavy imports
         raise CliError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
-    from rdbench.study.cells import plan_cells
+    from rdbench.study.cells import plan_cells, plugin
     from rdbench.study.runner import check_memory, failure_summary, run_cells
     from rdbench.tracking.store import active_env_run_id
 
     with one_line_errors():
+        if model is not None:
+            if "pretrained" not in plugin(system, config_path).system.Settings.model_fields:
+                raise CliError(f"--model: system {system!r} measures only models it trains itself (no pretrained setting)")
+            overrides["pretrained"] = model
         cells = plan_cells(system, cases or None, seeds or (0,), profile, overrides, config_path)
     run_ctx = run_context(device, data_dir, resume)
     with one_line_errors():

@@ -30,7 +30,9 @@ class Cell:
     """One (system, case, seed) with its resolved, validated settings.
 
     ``config_path`` is the system file used instead of ``conf/systems/<system>.yaml``
-    (``rdbench run --config``), ``None`` for the shipped one.
+    (``rdbench run --config``), ``None`` for the shipped one. ``case_label`` is how the
+    case reads in run names and tags (``csv:/data/x/runs.csv`` -> ``csv:runs.csv``); the
+    whole case is a param and part of the config hash.
     """
 
     system: str
@@ -40,12 +42,17 @@ class Cell:
     settings: Any
     overrides: Mapping[str, Any] = field(default_factory=dict)
     config_path: str | None = None
+    case_label: str = ""
+
+    @property
+    def shown_case(self) -> str:
+        return self.case_label or self.case
 
     @property
     def label(self) -> str:
         """``system/case`` plus any overrides, e.g. ``rd/spot[feed=0.03]``."""
         extra = ",".join(f"{k}={v}" for k, v in self.overrides.items())
-        return f"{self.system}/{self.case}" + (f"[{extra}]" if extra else "")
+        return f"{self.system}/{self.shown_case}" + (f"[{extra}]" if extra else "")
 
     @property
     def run_name(self) -> str:
@@ -57,13 +64,14 @@ class Cell:
 
     def names(self) -> tuple[str, ...]:
         """What ``--only`` patterns match against: system, system/case, the label, the run name."""
-        return (self.system, f"{self.system}/{self.case}", self.label, self.run_name)
+        return (self.system, f"{self.system}/{self.shown_case}", f"{self.system}/{self.case}", self.label,
+                self.run_name)
 
     def tags(self) -> dict[str, str]:
         return {
             TAG_KIND: KIND_CELL,
             TAG_SYSTEM: self.system,
-            TAG_CASE: self.case,
+            TAG_CASE: self.shown_case,
             TAG_SEED: str(self.seed),
             TAG_PROFILE: self.profile,
             TAG_HASH: self.config_hash,
@@ -122,7 +130,8 @@ def plan_cells(
         for seed in seeds:
             if not isinstance(seed, int) or seed < 0:
                 raise ConfigError(f"bad seed {seed!r}: seeds are non-negative integers")
-            cells.append(Cell(system, case, seed, profile, settings, overrides, path))
+            cells.append(Cell(system, case, seed, profile, settings, overrides, path,
+                              found.config.case_label(case)))
     return cells
 
 

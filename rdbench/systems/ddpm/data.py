@@ -1,7 +1,8 @@
-"""Training images: MNIST, FashionMNIST and CIFAR10 through torchvision, and sklearn's digits.
+"""Training images: MNIST, FashionMNIST and CIFAR10 through torchvision, sklearn's digits,
+and the user's own images (``imagefolder:DIR``, ``npz:FILE``; :mod:`.user_images`).
 
-Every dataset becomes one ``uint8`` tensor ``(N, C, 32, 32)`` held in memory (and
-on the device): 28x28 images are zero-padded to 32x32 as the authors did.
+Every named dataset becomes one ``uint8`` tensor ``(N, C, 32, 32)`` held in memory
+(and on the device): 28x28 images are zero-padded to 32x32 as the authors did.
 :meth:`ImageSet.batch` maps a batch to the configured pixel range (``[0, 1]`` as
 the authors, ``[-1, 1]`` as Ho et al.).
 
@@ -41,12 +42,13 @@ class DatasetSpec:
     name: str
     channels: int
     description: str
-    folder: str  # sub-folder of the data dir that holds the files ("" for digits)
+    folder: str  # sub-folder of the data dir that holds the files ("" for digits), or the user's path
     files: tuple[str, ...]  # the files torchvision expects there
+    size: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE)  # height, width
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return (self.channels, IMAGE_SIZE, IMAGE_SIZE)
+        return (self.channels, *self.size)
 
 
 _MNIST_FILES = (
@@ -91,7 +93,12 @@ def default_data_dir() -> Path:
 
 @dataclass
 class ImageSet:
-    """A whole training set as ``uint8`` ``(N, C, 32, 32)``, and how to draw batches from it."""
+    """A whole training set ``(N, C, H, W)``, and how to draw batches from it.
+
+    ``images`` is ``uint8`` (0..255) or float32 in [0, 1] (an ``npz`` file of floats
+    keeps its precision); ``full_scale`` is the value that maps to the top of the
+    pixel range (255 or 1).
+    """
 
     spec: DatasetSpec
     images: torch.Tensor
@@ -99,13 +106,17 @@ class ImageSet:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @property
+    def full_scale(self) -> float:
+        return 255.0 if self.images.dtype == torch.uint8 else 1.0
+
     def to(self, device: torch.device) -> ImageSet:
         return ImageSet(self.spec, self.images.to(device))
 
     def batch(self, index: torch.Tensor, pixel_range: tuple[float, float]) -> torch.Tensor:
-        """Images ``index`` as float32 in ``pixel_range`` (0 -> low end, 255 -> high end)."""
+        """Images ``index`` as float32 in ``pixel_range`` (0 -> low end, full scale -> high end)."""
         lo, hi = pixel_range
-        return self.images[index].to(torch.float32) * ((hi - lo) / 255.0) + lo
+        return self.images[index].to(torch.float32) * ((hi - lo) / self.full_scale) + lo
 
     def describe(self) -> dict:
         return {

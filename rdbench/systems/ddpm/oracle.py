@@ -96,7 +96,7 @@ class OracleSettings(Settings):
 
 def oracle_controls(
     settings: OracleSettings,
-    data: ImageSet,
+    data: ImageSet | None,
     pixel_range: tuple[float, float],
     schedule: NoiseSchedule,
     samples: int,
@@ -104,25 +104,30 @@ def oracle_controls(
     seed: int,
     device: torch.device,
     progress=None,
+    shape: tuple[int, int, int] | None = None,
 ) -> tuple[dict[str, BalanceResult], dict[str, float]]:
     """Sample with eps* on a seeded subset of the training set (``oracle``) and on uniform
     noise images (``oracle_noise``), through the same sampler and meter as the network.
 
     The same ``seed`` as the network's measurement gives the same x_T and z at every step,
-    so the comparison is paired. Returns the controls and the image counts actually used.
+    so the comparison is paired. ``shape`` defaults to the data's; with ``data=None``
+    only the noise control runs. Whatever the network predicted, eps* is sampled as an
+    epsilon predictor on the same schedule. Returns the controls and the image counts used.
     """
     results: dict[str, BalanceResult] = {}
     counts: dict[str, float] = {}
+    shape = shape or data.spec.shape
+    schedule = schedule.with_prediction("epsilon") if schedule.prediction != "epsilon" else schedule
     alpha_bars = schedule.alpha_bars.to(device)
     sets = {}
-    if settings.train_images:
+    if settings.train_images and data is not None:
         k = min(settings.train_images, len(data))
         index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:k]
         sets["oracle"] = data.batch(index, pixel_range)
     if settings.noise_images:
-        sets["oracle_noise"] = uniform_noise_images(settings.noise_images, data.spec.shape, pixel_range, seed)
+        sets["oracle_noise"] = uniform_noise_images(settings.noise_images, shape, pixel_range, seed)
     for name, images in sets.items():
         denoiser = ExactDenoiser(images.to(device), alpha_bars, settings.chunk_size)
-        results[name], _ = measure(denoiser, schedule, samples, batch_size, data.spec.shape, seed, device, progress)
+        results[name], _ = measure(denoiser, schedule, samples, batch_size, shape, seed, device, progress)
         counts[f"{name}_images"] = float(images.shape[0])
     return results, counts

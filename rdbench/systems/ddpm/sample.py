@@ -1,14 +1,20 @@
 """Ancestral sampling (Ho et al. Algorithm 2) with the balance probe.
 
-The sampler takes any noise predictor ``eps(x_t, t) -> eps`` (a trained U-Net,
-an untrained one, or an exact denoiser), so that every control goes through the
-same loop and the same meter. Given a :class:`~rdbench.balance.BalanceMeter`
+The sampler takes any network ``output(x_t, t)`` (a trained U-Net, an untrained
+one, an exact denoiser, a public diffusers ``UNet2DModel``; what it predicts, eps,
+x_0 or v, is the schedule's ``prediction``), so that every control goes through
+the same loop and the same meter. Given a :class:`~rdbench.balance.BalanceMeter`
 with terms ``("reaction", "diffusion", "eps")`` it records, per sample and per
 reverse step, the norms of
 
 * reaction = ``mean_t - x_t`` (the learned drift; Eqs. 12-14 as the authors computed them),
 * diffusion = ``sigma_t z`` (Eqs. 15-17),
-* eps = ``eps_theta(x_t, t)`` (Eq. 14 as literally written).
+* eps = ``eps_theta(x_t, t)`` (Eq. 14 as literally written; for an x_0 or v network the
+  noise its prediction implies, see :mod:`.schedule`).
+
+The noise comes from one ``torch.Generator``: first ``x_T``, then one ``z`` per noisy
+step, in the order diffusers' ``DDPMPipeline`` draws them, so that the same seeded
+generator gives both loops the same noise.
 
 Meter steps count reverse steps in generation order: step ``n`` is timestep
 ``t = T - 1 - n``, so normalised time runs from 0 (pure noise) to 1 (the image),
@@ -61,7 +67,10 @@ def sample(
     meter: BalanceMeter | None = None,
     progress=None,
 ) -> torch.Tensor:
-    """Draw ``n`` samples of ``shape`` from ``x_T ~ N(0, I)``; feed ``meter`` if given."""
+    """Draw ``n`` samples of ``shape`` from ``x_T ~ N(0, I)``; feed ``meter`` if given.
+
+    ``shape`` is ``(C, H, W)``: any image size the network accepts.
+    """
     x = torch.randn((n, *shape), generator=generator, device=device)
     t_batch = torch.empty(n, dtype=torch.long, device=device)
     T = schedule.timesteps

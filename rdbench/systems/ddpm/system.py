@@ -18,6 +18,19 @@ One job (dataset x seed) runs, in order:
    of the training set (a network that learned perfectly) and of uniform-noise
    images (data with no structure), through the same sampler with the same noise.
 
+With ``pretrained`` set (a diffusers ``DDPMPipeline`` folder or Hub id,
+:mod:`.pretrained`), steps 1 and 2 are skipped: the public model is sampled through
+the same probe with its own schedule (its scheduler config decides the number of
+steps, the betas, the variance, the clipping and what the network predicts; the
+``schedule`` and ``sampler.variance`` settings are not used), then the oracle
+controls run on that schedule, in the pipeline's pixel range [-1, 1]. The model's
+configs and the schedule used are logged as ``pretrained/model.json`` and
+``pretrained/schedule.json``.
+
+Images come from a named dataset (:mod:`.data`) or from the user's files
+(``imagefolder:DIR``, ``npz:FILE``; :mod:`.user_images`), with their own channel
+count and size; the U-Net needs a size its levels can halve (``check()`` says so).
+
 Nothing here imports MLflow: losses, images and checkpoints go through the job's
 Recorder.
 """
@@ -36,22 +49,36 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 
 from rdbench.config import ConfigError, Settings
 from rdbench.systems.base import Job, Outcome, RunContext, System
-from rdbench.systems.ddpm.data import DATASETS, IMAGE_SIZE, ImageSet, default_data_dir, load_dataset
+from rdbench.systems.ddpm import pretrained as public
+from rdbench.systems.ddpm.data import DATASETS, ImageSet, default_data_dir, load_dataset
 from rdbench.systems.ddpm.model import UNet, count_parameters
 from rdbench.systems.ddpm.oracle import OracleSettings, oracle_controls
 from rdbench.systems.ddpm.sample import measure, network_predictor
-from rdbench.systems.ddpm.schedule import NoiseSchedule
+from rdbench.systems.ddpm.schedule import NoiseSchedule, ScheduleKind
 from rdbench.systems.ddpm.train import TrainConfig, Trainer, exclusive
+from rdbench.systems.ddpm.user_images import (
+    ImageSurvey,
+    load_image_folder,
+    load_npz,
+    survey_image_folder,
+    survey_npz,
+)
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+USER_DATASETS = ("imagefolder", "npz")
 
 
 class ScheduleSettings(Settings):
-    """Linear beta schedule (Ho et al.: T = 1000, beta from 1e-4 to 0.02)."""
+    """The beta schedule (:func:`~rdbench.systems.ddpm.schedule.make_betas`; Ho et al.: linear,
+    T = 1000, beta from 1e-4 to 0.02)."""
 
+    kind: ScheduleKind  # linear, scaled_linear or cosine (Nichol & Dhariwal 2021)
     timesteps: Annotated[int, Field(ge=2)]
-    beta_start: PositiveFloat
+    beta_start: PositiveFloat  # linear and scaled_linear
     beta_end: PositiveFloat
+    reference_timesteps: PositiveInt | None  # linear kinds: endpoints given for this T, scaled by it / T
+    cosine_offset: PositiveFloat  # cosine: the offset s
+    max_beta: Annotated[float, Field(gt=0.0, lt=1.0)]  # cosine: betas capped here
 
 
 class SamplerSettings(Settings):
@@ -73,7 +100,11 @@ class ModelSettings(Settings):
 
 
 class DDPMSettings(Settings):
-    dataset: Literal["mnist", "fashionmnist", "cifar10", "digits"]
+    dataset: Literal["mnist", "fashionmnist", "cifar10", "digits", "imagefolder", "npz"]
+    data_path: str | None = None  # imagefolder: the folder; npz: the array file
+    data_key: str | None = None  # npz: the array's name (null: 'images', or the file's only array)
+    image_size: PositiveInt | None = None  # imagefolder / npz: resize every image to this square size
+    pretrained: str | None = None  # a diffusers DDPMPipeline folder or Hub id: measured, not trained
     pixel_range: tuple[float, float]  # [0, 1] as the authors, [-1, 1] as Ho et al.
     train_steps: PositiveInt
     batch_size: PositiveInt
@@ -96,17 +127,53 @@ class DDPMSettings(Settings):
 def build_schedule(settings: DDPMSettings, device: torch.device | str = "cpu") -> NoiseSchedule:
     s = settings.schedule
     return NoiseSchedule(
-        s.timesteps, s.beta_start, s.beta_end, settings.sampler.variance, settings.sampler.final_noise, device
+        s.timesteps, s.beta_start, s.beta_end, settings.sampler.variance, settings.sampler.final_noise, device,
+        kind=s.kind, cosine_offset=s.cosine_offset, max_beta=s.max_beta, reference_timesteps=s.reference_timesteps,
     )
 
 
-def build_model(settings: DDPMSettings, seed: int) -> UNet:
-    """The U-Net for the dataset's channel count, initialised from ``seed``."""
+def build_model(settings: DDPMSettings, seed: int, image_channels: int | None = None) -> UNet:
+    """The U-Net for ``image_channels`` (default: the named dataset's), initialised from ``seed``."""
     m = settings.model
+    channels = image_channels if image_channels is not None else DATASETS[settings.dataset].channels
     torch.manual_seed(seed)
-    return UNet(
-        DATASETS[settings.dataset].channels, m.channels, m.attention, m.blocks_per_level, m.dropout, m.groups, m.heads
-    )
+    return UNet(channels, m.channels, m.attention, m.blocks_per_level, m.dropout, m.groups, m.heads)
+
+
+def check_schedule(settings: DDPMSettings) -> None:
+    """ConfigError unless the schedule settings make valid betas (every beta in (0, 1))."""
+    s = settings.schedule
+    if s.kind != "cosine" and not s.beta_start < s.beta_end < 1:
+        raise ConfigError(f"schedule: need 0 < beta_start < beta_end < 1, got {s.beta_start}, {s.beta_end}")
+    try:
+        build_schedule(settings)
+    except ValueError as exc:  # e.g. endpoints scaled by reference_timesteps / T reach 1
+        raise ConfigError(f"schedule ({s.kind}, T={s.timesteps}): {exc}") from None
+
+
+def survey_images(settings: DDPMSettings) -> ImageSurvey | None:
+    """Count, channels and size of the user's images (a folder's headers, an npz array); None for
+    a named dataset. A bad input raises ConfigError."""
+    if settings.dataset == "imagefolder":
+        return survey_image_folder(settings.data_path, settings.image_size)
+    if settings.dataset == "npz":
+        return survey_npz(settings.data_path, settings.data_key, settings.image_size)
+    return None
+
+
+def image_shape(settings: DDPMSettings) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the dataset's images: a named set's, or read from the user's files."""
+    survey = survey_images(settings)
+    return survey.shape if survey is not None else DATASETS[settings.dataset].shape
+
+
+def load_images(settings: DDPMSettings, data_dir: str | Path | None = None) -> ImageSet:
+    """The training images of the configured dataset (named, image folder or npz file)."""
+    if settings.dataset == "imagefolder":
+        return load_image_folder(settings.data_path, settings.image_size)
+    if settings.dataset == "npz":
+        return load_npz(settings.data_path, settings.data_key, settings.image_size)
+    return load_dataset(settings.dataset, data_dir)
 
 
 def checkpoint_dir(job: Job, ctx: RunContext) -> Path:
@@ -139,19 +206,56 @@ class DDPM(System):
     Settings = DDPMSettings
 
     def check(self, settings: DDPMSettings) -> None:
+        """Refuse what cannot run, reading the user's images (headers) and the pretrained model's
+        configs (no weights) so that a bad input fails before any run exists."""
         lo, hi = settings.pixel_range
         if not lo < hi:
             raise ConfigError(f"pixel_range {list(settings.pixel_range)}: the low end must be below the high end")
-        s = settings.schedule
-        if not s.beta_start < s.beta_end < 1:
-            raise ConfigError(f"schedule: need 0 < beta_start < beta_end < 1, got {s.beta_start}, {s.beta_end}")
-        m = settings.model
+        check_schedule(settings)
+        survey = self._check_data(settings)
+        shape = survey.shape if survey is not None else DATASETS[settings.dataset].shape
+        if settings.pretrained:
+            model = public.locate(settings.pretrained)
+            if settings.oracle.train_images and shape != model.sample_shape:
+                raise ConfigError(
+                    f"pretrained {settings.pretrained!r} generates {_dims(model.sample_shape)} images but dataset "
+                    f"{settings.dataset!r} has {_dims(shape)}: the oracle control needs the model's shape; pick a "
+                    "dataset of that shape (e.g. imagefolder:DIR with image_size) or set oracle.train_images=0"
+                )
+            return
+        self._check_model(settings.model, shape)
+        if survey is not None and settings.batch_size > survey.count:
+            raise ConfigError(f"batch_size={settings.batch_size} exceeds the {survey.count} images of {survey.source}")
+
+    @staticmethod
+    def _check_data(settings: DDPMSettings) -> ImageSurvey | None:
+        """The user's images surveyed (None for a named set); the data settings must fit the dataset kind."""
+        if settings.dataset in USER_DATASETS:
+            if not settings.data_path:
+                raise ConfigError(f"dataset {settings.dataset!r} needs data_path "
+                                  f"(on the command line: --dataset {settings.dataset}:PATH)")
+        else:
+            for key in ("data_path", "data_key", "image_size"):
+                if getattr(settings, key) is not None:
+                    raise ConfigError(f"{key} applies to the datasets {' and '.join(USER_DATASETS)}, "
+                                      f"not to {settings.dataset!r} (its images are {_dims(DATASETS[settings.dataset].shape)})")
+        if settings.dataset != "npz" and settings.data_key is not None:
+            raise ConfigError(f"data_key applies to npz files, not to dataset {settings.dataset!r}")
+        return survey_images(settings)
+
+    @staticmethod
+    def _check_model(m: ModelSettings, shape: tuple[int, int, int]) -> None:
         if len(m.attention) != len(m.channels):
             raise ConfigError(
                 f"model.attention has {len(m.attention)} entries, model.channels {len(m.channels)}: one per level"
             )
-        if IMAGE_SIZE % 2 ** (len(m.channels) - 1):
-            raise ConfigError(f"model.channels: {len(m.channels)} levels cannot halve {IMAGE_SIZE}x{IMAGE_SIZE} images")
+        factor = 2 ** (len(m.channels) - 1)
+        if shape[1] % factor or shape[2] % factor:
+            raise ConfigError(
+                f"model.channels: {len(m.channels)} levels halve the images {len(m.channels) - 1} times, so their "
+                f"height and width must be divisible by {factor}; the images are {shape[1]}x{shape[2]}: "
+                "set image_size or use fewer levels"
+            )
         for c in m.channels:
             if c % m.groups:
                 raise ConfigError(f"model.channels entry {c} is not divisible by model.groups={m.groups}")
@@ -165,8 +269,10 @@ class DDPM(System):
     def run_one(self, job: Job, ctx: RunContext) -> Outcome:
         s: DDPMSettings = job.settings
         self.check(s)
+        if s.pretrained:
+            return self.run_pretrained(job, ctx)
         device = ctx.device
-        data: ImageSet = load_dataset(s.dataset, ctx.data_dir)
+        data: ImageSet = load_images(s, ctx.data_dir)
         job.recorder.log_dict(data.describe(), "dataset.json")
         schedule = build_schedule(s, device)
         shape = data.spec.shape
@@ -177,7 +283,7 @@ class DDPM(System):
                 return measure(eps, schedule, n, s.sampler.batch_size, shape, job.seed, device, bar)
 
         # 1. the untrained control (the same initial weights a resumed run rebuilds)
-        model = build_model(s, job.seed).to(device)
+        model = build_model(s, job.seed, shape[0]).to(device)
         n_params = count_parameters(model)
         untrained, untrained_images = balance(model, s.sampler.samples, f"ddpm/{job.case} untrained")
         job.recorder.log_metrics(_probe_metrics(untrained), step=0)
@@ -206,39 +312,89 @@ class DDPM(System):
                     progress=bar,
                 )
 
-        # 3. the measurement with the EMA weights
-        t0 = time.perf_counter()
-        result, images = balance(trainer.ema.model, s.sampler.samples, f"ddpm/{job.case} sampling")
-        sampling_s = time.perf_counter() - t0
+        # 3. the measurement with the EMA weights, 4. the exact-denoiser controls
+        result, controls, metrics = _measure_with_controls(
+            job, ctx, network_predictor(trainer.ema.model, s.bf16, s.channels_last), schedule, shape,
+            s.pixel_range, data, "trained",
+        )
         job.recorder.log_metrics(_probe_metrics(result), step=report.steps)
-        job.recorder.log_image(image_grid(images, s.pixel_range), "samples/trained.png",
-                               cmap="gray" if shape[0] == 1 else None)
-        closed = schedule.closed_form_m_diff(int(np.prod(shape)))
-
-        # 4. the exact-denoiser controls: a perfect learner, and data with no structure at all
-        with ctx.progress(s.schedule.timesteps * 2 * -(-s.sampler.samples // s.sampler.batch_size),
-                          f"ddpm/{job.case} oracle") as bar:
-            oracles, oracle_counts = oracle_controls(
-                s.oracle, data, s.pixel_range, schedule, s.sampler.samples, s.sampler.batch_size,
-                job.seed, device, bar,
-            )
         return Outcome(
             balance=result,
-            controls={"untrained": untrained, **oracles},
+            controls={"untrained": untrained, **controls},
             metrics={
-                **oracle_counts,
-                "M_diff_closed_form": closed,
-                "M_diff_over_closed_form": result.M_diff / closed,
-                "M_eps_over_sqrt_dim": result.summary()["M_eps"] / float(np.sqrt(np.prod(shape))),
+                **metrics,
                 "final_loss": report.final_loss,
                 "train_steps_done": float(report.steps),
                 "resumed_from_step": float(report.start_step if resumed else 0),
                 "train_images_per_s": report.images_per_s,
                 "checkpoints_written": float(report.checkpoints),
-                "sampling_s": sampling_s,
                 "n_parameters": float(n_params),
             },
         )
+
+    def run_pretrained(self, job: Job, ctx: RunContext) -> Outcome:
+        """A public diffusers model sampled through the probe with its own schedule; no training,
+        no untrained control; the oracle controls on the same schedule in the range [-1, 1]."""
+        s: DDPMSettings = job.settings
+        model = public.locate(s.pretrained)
+        job.recorder.log_dict(model.describe(), "pretrained/model.json")
+        schedule = model.schedule(s.sampler.final_noise, ctx.device)
+        job.recorder.log_dict(schedule.describe(), "pretrained/schedule.json")
+        unet = model.load_unet(ctx.device)
+        data = None
+        if s.oracle.train_images:
+            data = load_images(s, ctx.data_dir)
+            job.recorder.log_dict(data.describe(), "dataset.json")
+        result, controls, metrics = _measure_with_controls(
+            job, ctx, public.unet_predictor(unet), schedule, model.sample_shape, public.PIXEL_RANGE, data, "pretrained",
+        )
+        return Outcome(
+            balance=result,
+            controls=controls,
+            metrics={**metrics, "n_parameters": float(count_parameters(unet)), "timesteps": float(schedule.timesteps)},
+        )
+
+
+def _measure_with_controls(
+    job: Job,
+    ctx: RunContext,
+    predictor,
+    schedule: NoiseSchedule,
+    shape: tuple[int, int, int],
+    pixel_range: tuple[float, float],
+    data: ImageSet | None,
+    label: str,
+):
+    """The measurement (``sampler.samples`` images through the probe, the grid logged as
+    ``samples/<label>.png``) and the oracle controls with the same noise; returns
+    (result, controls, metrics)."""
+    s: DDPMSettings = job.settings
+    batches = -(-s.sampler.samples // s.sampler.batch_size)
+    t0 = time.perf_counter()
+    with ctx.progress(schedule.timesteps * batches, f"ddpm/{job.case} sampling") as bar:
+        result, images = measure(predictor, schedule, s.sampler.samples, s.sampler.batch_size, shape, job.seed,
+                                 ctx.device, bar)
+    sampling_s = time.perf_counter() - t0
+    job.recorder.log_image(image_grid(images, pixel_range), f"samples/{label}.png",
+                           cmap="gray" if shape[0] == 1 else None)
+    closed = schedule.closed_form_m_diff(int(np.prod(shape)))
+    with ctx.progress(schedule.timesteps * 2 * batches, f"ddpm/{job.case} oracle") as bar:
+        controls, counts = oracle_controls(
+            s.oracle, data, pixel_range, schedule, s.sampler.samples, s.sampler.batch_size, job.seed, ctx.device,
+            bar, shape,
+        )
+    metrics = {
+        **counts,
+        "M_diff_closed_form": closed,
+        "M_diff_over_closed_form": result.M_diff / closed,
+        "M_eps_over_sqrt_dim": result.summary()["M_eps"] / float(np.sqrt(np.prod(shape))),
+        "sampling_s": sampling_s,
+    }
+    return result, controls, metrics
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
 
 
 def _probe_metrics(result) -> dict[str, float]:

@@ -24,9 +24,10 @@ solve_ivp's error norm is the RMS over all stacked components, so a single
 trajectory may carry up to ``sqrt(components)`` times the nominal tolerance
 (about 5e-8 for 1000 Lorenz sequences): far below the sampling resolution.
 
-:func:`make_dataset` draws the chosen set, splits it into train (the first
-``1 - test_fraction``) and test (the rest) and, when the dataset asks for it,
-z-scores both with the mean and standard deviation of the training values.
+:func:`make_dataset` draws the chosen set (or reads the user's file, ``csv:`` and
+``npy:``, :mod:`.series_file`), splits it into train (the first ``1 - test_fraction``)
+and test (the rest) and, when the dataset asks for it, z-scores both with the mean
+and standard deviation of the training values.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pydantic import NonNegativeFloat, PositiveFloat
 from scipy.integrate import solve_ivp
 
 from rdbench.config import Settings
+from rdbench.systems.lstm.series_file import FILE_KINDS, read_series
 
 DATASETS = ("sine", "lorenz", "vanderpol")
 
@@ -194,14 +196,23 @@ def split_counts(n_sequences: int, test_fraction: float) -> tuple[int, int]:
     return n_sequences - n_test, n_test
 
 
+def raw_sequences(settings, seed: int) -> np.ndarray:
+    """``(n, seq_len)`` raw values: generated (a pure function of the seed) or read from the user's file."""
+    if settings.dataset in FILE_KINDS:
+        return read_series(settings.dataset, settings.data_path, settings.file, settings.n_sequences, settings.seq_len)
+    return generate_sequences(settings, settings.n_sequences, settings.seq_len, seed)
+
+
 def make_dataset(settings, seed: int) -> SequenceData:
-    """Generate, split and (if asked) z-score with the training statistics."""
-    raw = generate_sequences(settings, settings.n_sequences, settings.seq_len, seed)
-    n_train, _ = split_counts(settings.n_sequences, settings.test_fraction)
+    """Generate (or read), split and (if asked) z-score with the training statistics."""
+    raw = raw_sequences(settings, seed)
+    n_train, _ = split_counts(raw.shape[0], settings.test_fraction)
     train, test = raw[:n_train], raw[n_train:]
     offset, scale = 0.0, 1.0
-    if getattr(settings, settings.dataset).normalise:
+    file_data = settings.dataset in FILE_KINDS
+    if (settings.file if file_data else getattr(settings, settings.dataset)).normalise:
         offset, scale = float(train.mean()), float(train.std())
         if scale == 0:
-            raise ValueError(f"{settings.dataset}: training values are constant; cannot z-score")
+            name = f"{settings.dataset}:{settings.data_path}" if file_data else settings.dataset
+            raise ValueError(f"{name}: training values are constant; cannot z-score")
     return SequenceData((train - offset) / scale, (test - offset) / scale, offset, scale)

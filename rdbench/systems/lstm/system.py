@@ -12,6 +12,10 @@ controls in the same run:
 
 If R ~ 1 were a property of any bounded LSTM rather than of a trained one, the
 controls would show it too.
+
+The data are generated (``sine``, ``lorenz``, ``vanderpol``) or the user's own
+(``csv:FILE``, ``npy:FILE``; :mod:`.series_file`), which ``check()`` reads whole
+before any run exists, so that a bad file is refused in one line.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from rdbench.systems.lstm.data import (
     SolverSettings,
     VanDerPolSettings,
     make_dataset,
+    raw_sequences,
     split_counts,
 )
 from rdbench.systems.lstm.model import (
@@ -48,6 +53,7 @@ from rdbench.systems.lstm.model import (
     train_model,
 )
 from rdbench.systems.lstm.probe import measure_generation, measure_teacher_forced
+from rdbench.systems.lstm.series_file import FILE_KINDS, FileSeriesSettings
 
 
 class EarlyStop(Settings):
@@ -69,9 +75,11 @@ class MeasureSettings(Settings):
 
 
 class LSTMSettings(Settings):
-    dataset: Literal["sine", "lorenz", "vanderpol"]
-    n_sequences: PositiveInt
-    seq_len: PositiveInt
+    dataset: Literal["sine", "lorenz", "vanderpol", "csv", "npy"]
+    data_path: str | None = None  # csv / npy: the file
+    file: FileSeriesSettings  # csv / npy: how the file is read
+    n_sequences: PositiveInt | None  # generated: how many; csv / npy: at most this many (null: all)
+    seq_len: PositiveInt | None  # generated: values per sequence; csv / npy: at most this many (null: all)
     test_fraction: confloat(gt=0, lt=1)
     sine: SineSettings
     lorenz: LorenzSettings
@@ -94,22 +102,44 @@ class LSTMSystem(System):
     Settings = LSTMSettings
 
     def check(self, settings: LSTMSettings) -> None:
+        """Refuse what cannot run; a user's file is read whole (and refused in one line) here."""
         s = settings
-        if s.seq_len < 2:
-            raise ConfigError(f"seq_len={s.seq_len}: next-step prediction needs sequences of at least 2 values")
-        n_train, n_test = split_counts(s.n_sequences, s.test_fraction)
+        n_sequences, seq_len, what = self._data_dims(s)
+        if seq_len < 2:
+            raise ConfigError(f"seq_len={seq_len}{what}: next-step prediction needs sequences of at least 2 values")
+        n_train, n_test = split_counts(n_sequences, s.test_fraction)
         if n_train < 1 or n_test < 1:
             raise ConfigError(
-                f"n_sequences={s.n_sequences} with test_fraction={s.test_fraction} leaves "
+                f"n_sequences={n_sequences}{what} with test_fraction={s.test_fraction} leaves "
                 f"{n_train} train and {n_test} test sequences; both need at least 1"
             )
         m = s.measure
         if m.samples > n_test:
-            raise ConfigError(f"measure.samples={m.samples} exceeds the {n_test} test sequences")
-        if m.mode == "generate" and m.seed_length > s.seq_len:
-            raise ConfigError(f"measure.seed_length={m.seed_length} exceeds seq_len={s.seq_len}")
+            raise ConfigError(f"measure.samples={m.samples} exceeds the {n_test} test sequences{what}")
+        if m.mode == "generate" and m.seed_length > seq_len:
+            raise ConfigError(f"measure.seed_length={m.seed_length} exceeds seq_len={seq_len}{what}")
         if s.sine.freq_min > s.sine.freq_max:
             raise ConfigError(f"sine.freq_min={s.sine.freq_min} exceeds sine.freq_max={s.sine.freq_max}")
+
+    @staticmethod
+    def _data_dims(s: LSTMSettings) -> tuple[int, int, str]:
+        """(sequences, values per sequence, where they come from for messages); reads a user's file."""
+        if s.dataset not in FILE_KINDS:
+            if s.data_path is not None:
+                raise ConfigError(f"data_path applies to the datasets {' and '.join(FILE_KINDS)}, not to {s.dataset!r}")
+            for key in ("n_sequences", "seq_len"):
+                if getattr(s, key) is None:
+                    raise ConfigError(f"{key} must be set for the generated dataset {s.dataset!r}")
+            return s.n_sequences, s.seq_len, ""
+        if not s.data_path:
+            raise ConfigError(f"dataset {s.dataset!r} needs data_path (on the command line: --dataset {s.dataset}:PATH)")
+        raw = raw_sequences(s, 0)
+        what = f" (from {s.dataset}:{s.data_path}, one sequence per {s.file.layout[:-1]})"
+        n_train, _ = split_counts(raw.shape[0], s.test_fraction)
+        if s.file.normalise and n_train and raw[:n_train].std() == 0:
+            raise ConfigError(f"{s.dataset}:{s.data_path}: the training values are all {raw[0, 0]:g}; "
+                              "cannot z-score (set file.normalise=false)")
+        return raw.shape[0], raw.shape[1], what
 
     def run(self, jobs: Sequence[Job], ctx: RunContext) -> list[Outcome]:
         outcomes = []
@@ -148,7 +178,7 @@ class LSTMSystem(System):
         self._log_weights(job, model, untrained, data)
         if s.measure.mode == "generate" and s.measure.plot_samples:
             job.recorder.log_figure(
-                generation_figure(generation, test, s.measure, s.dataset), "plots/generated_vs_true.png"
+                generation_figure(generation, test, s.measure, dataset_label(s)), "plots/generated_vs_true.png"
             )
         return Outcome(
             balance=balance,
@@ -157,6 +187,9 @@ class LSTMSystem(System):
                 "train_loss_final": history.train_loss[-1],
                 "test_loss_final": history.test_loss[-1],
                 "test_loss_last_value": last_value_loss(test),
+                "train_sequences": float(train.shape[0]),
+                "test_sequences": float(test.shape[0]),
+                "sequence_length": float(train.shape[1]),
                 "epochs_run": float(history.epochs_run),
                 "early_stopped": float(history.stopped_early),
             },
@@ -177,6 +210,11 @@ class LSTMSystem(System):
                 path,
             )
             job.recorder.log_artifact(path, "model")
+
+
+def dataset_label(s: LSTMSettings) -> str:
+    """``sine``, or ``csv:<file name>`` for the user's file (its whole path is the data_path param)."""
+    return f"{s.dataset}:{Path(s.data_path).name}" if s.dataset in FILE_KINDS else s.dataset
 
 
 @contextlib.contextmanager
