@@ -285,6 +285,9 @@ class RayCluster:
             "PYTHONPATH": _pythonpath(), "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
             "RDBENCH_TEST_RAY_ADDRESS": self.address,
+            # MLflow 3.17.2's telemetry thread, failing offline, pops an os.environ key that a
+            # request may be reading (KeyError '_MLFLOW_TELEMETRY_SESSION_ID'): off in the workers
+            "MLFLOW_DISABLE_TELEMETRY": "true",
             # a lost node is declared dead after ~5 s instead of ~30 s
             "RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
             "RAY_health_check_failure_threshold": "5",

@@ -20,6 +20,7 @@ SMALL = CellShape(params=60, series=2, points=1000, artifacts=3)
 @pytest.mark.services
 def test_eight_concurrent_cells_all_land_in_the_server(tracking_server):
     result = bench_store(tracking_server.tracking_uri, processes=8, shape=SMALL, retries=2, label="server")
+    print("\n".join(format_results([result])))
     assert (result.expected, result.landed, result.lost) == (8, 8, 0), result.error_kinds
     assert result.errors == 0 and result.incomplete == 0 and result.duplicates == 0
     assert result.running_left == 0

@@ -7,7 +7,8 @@ tags, ~60 params, a few 1000-5000 point series in ``log_batch`` calls of 1000
 points, summary metrics, a few artifacts (two CSV files and a JSON dict), then
 FINISHED. All of them create the same fresh experiment at the same moment (as the
 cells of a new study do), and against a fresh sqlite file they also create the
-store itself.
+store itself; with ``experiment_exists`` the benchmark creates the experiment (and
+the store) first, as a driver opening the study's parent run does.
 
 Afterwards the store is read back: a cell has *landed* when it has a FINISHED run
 holding every param, every point of every series and every artifact. Reported per
@@ -26,6 +27,7 @@ from __future__ import annotations
 import collections
 import logging
 import multiprocessing as mp
+import os
 import queue
 import resource
 import tempfile
@@ -96,9 +98,20 @@ class _RetryCounter(logging.Handler):
             self.count += 1
 
 
+WORKER_ENV = {
+    # MLflow 3.17.2's telemetry thread, when its config fetch fails (no internet), pops
+    # _MLFLOW_TELEMETRY_SESSION_ID from os.environ while a request may be reading the
+    # environment: that request fails with KeyError '_MLFLOW_TELEMETRY_SESSION_ID' (seen in
+    # 1 of 16 workers). Off here, so that the benchmark measures the store.
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # no "View run at" line per run
+}
+
+
 def _cell_worker(index: int, uri: str, experiment: str, bench_id: str, shape: CellShape,
                  retries: int, barrier, results) -> None:
     """One benchmark cell, in its own process; puts one dict on ``results``."""
+    os.environ.update(WORKER_ENV)
     counter = _RetryCounter()
     retry_log = logging.getLogger("urllib3.util.retry")
     retry_log.setLevel(logging.DEBUG)
@@ -181,8 +194,11 @@ class _OpFailed(Exception):
 
 
 def _one_line(exc: BaseException) -> str:
-    """``Type: message`` on one line; a long message keeps its start and its end (the cause)."""
+    """``Type: message`` on one line; SQLAlchemy's statement and parameters cut to their start."""
     text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    sql = text.find(" [SQL: ")
+    if sql >= 0:  # "... database is locked [SQL: INSERT INTO metrics ...] [parameters: ...] (Background ...)"
+        text = text[: sql + 60] + " ...]"
     return text if len(text) <= 400 else f"{text[:180]} ... {text[-200:]}"
 
 
@@ -195,16 +211,26 @@ def bench_store(
     processes: int = 8,
     shape: CellShape = CellShape(),
     retries: int = 0,
+    experiment_exists: bool = False,
     label: str | None = None,
     timeout: float = 900.0,
 ) -> StoreBenchResult:
-    """``processes`` workers log a cell each into ``tracking_uri`` at once; read the store back."""
+    """``processes`` workers log a cell each into ``tracking_uri`` at once; read the store back.
+
+    ``experiment_exists``: this process creates the experiment (and so a fresh store's
+    schema) before the workers start, as a driver that opens the study's parent run
+    first would; otherwise every worker creates it at the same moment.
+    """
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
     ctx = mp.get_context("spawn")  # fresh interpreters: no MLflow client state is inherited
     barrier = ctx.Barrier(processes + 1)
     results = ctx.Queue()
     experiment = f"bench-store-{uuid.uuid4().hex[:8]}"
+    if experiment_exists:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri).create_experiment(experiment)
     bench_id = uuid.uuid4().hex
     workers = [ctx.Process(target=_cell_worker, daemon=True,
                            args=(i, tracking_uri, experiment, bench_id, shape, retries, barrier, results))
@@ -292,6 +318,7 @@ def run_store_benchmark(
     *,
     shape: CellShape = CellShape(),
     retries: int = 0,
+    experiment_exists: bool = False,
     workdir: str | Path | None = None,
     server_workers: int = 2,
     echo: Callable[[str], None] = print,
@@ -312,9 +339,10 @@ def run_store_benchmark(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o755)  # PostgreSQL runs as its own user when rdbench runs as root
-    echo(f"{len(list(process_counts))} process counts {list(process_counts)}; cell: {shape.params} params, "
+    echo(f"processes {list(process_counts)}; cell: {shape.params} params, "
          f"{shape.series} series x {shape.points} points, {shape.artifacts} artifacts; "
-         f"worker retries per operation: {retries}")
+         f"worker retries per operation: {retries}; experiment "
+         f"{'created before the workers start' if experiment_exists else 'created by all workers at once'}")
     results = []
     try:
         for target in targets:
@@ -337,7 +365,8 @@ def run_store_benchmark(
                     uris = {n: (target, target) for n in process_counts}
                 for n in process_counts:
                     label, uri = uris[n]
-                    result = bench_store(uri, processes=n, shape=shape, retries=retries, label=label)
+                    result = bench_store(uri, processes=n, shape=shape, retries=retries,
+                                         experiment_exists=experiment_exists, label=label)
                     results.append(result)
                     echo(format_results([result], header=False)[0])
             except tracking_server.ServerError as exc:
