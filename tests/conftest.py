@@ -335,10 +335,10 @@ class RayCluster:
                 time.sleep(0.25)
             head = [n["NodeID"] for n in alive if "node:__internal_head__" in n["Resources"]]
             other = [n["NodeID"] for n in alive if "node:__internal_head__" not in n["Resources"]]
-            print(json.dumps({"head": head[0] if head else "", "worker": other[0] if other else ""}))
+            print("RESULT", json.dumps({"head": head[0] if head else "", "worker": other[0] if other else ""}))
         """)
         proc = self.python(code, timeout=timeout + 30, env={"WAIT_S": str(timeout)})
-        nodes = json.loads(proc.stdout.strip().splitlines()[-1])
+        nodes = json.loads([x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1][7:])
         assert nodes["head"] and nodes["worker"], f"the two Ray nodes did not come up: {nodes}; " + self.logs()
         return nodes
 

@@ -21,7 +21,10 @@ pytestmark = pytest.mark.services
 
 
 def last_json(text: str):
-    return json.loads(text.strip().splitlines()[-1])
+    """The driver's result: its last line starting RESULT (Ray may print its own lines after it)."""
+    results = [line for line in text.splitlines() if line.startswith("RESULT ")]
+    assert results, f"no RESULT line in the driver's output: {text[-2000:]!r}"
+    return json.loads(results[-1].removeprefix("RESULT "))
 
 
 def test_tasks_are_spread_over_both_nodes(ray_two_nodes):
@@ -31,7 +34,7 @@ def where(seconds):
     time.sleep(seconds)
     return ray.get_runtime_context().get_node_id()
 # one CPU per node: two one-CPU tasks at once must use both nodes
-print(json.dumps(sorted(ray.get([where.remote(1.0), where.remote(1.0)]))))
+print("RESULT", json.dumps(sorted(ray.get([where.remote(1.0), where.remote(1.0)]))))
 """
     nodes = last_json(ray_two_nodes.python(code, timeout=120).stdout)
     assert nodes == sorted([ray_two_nodes.head_id, ray_two_nodes.worker_id])
@@ -55,7 +58,7 @@ def cell():
 
 # soft affinity: the second node while it lives, any node after
 ref = cell.options(scheduling_strategy=NodeAffinitySchedulingStrategy({cluster.worker_id!r}, soft=True)).remote()
-print(json.dumps(ray.get(ref, timeout=180)))
+print("RESULT", json.dumps(ray.get(ref, timeout=180)))
 """
     driver = cluster.popen_python(code)
     try:
@@ -103,7 +106,7 @@ def cell():
     return [run.info.run_id, exp, ray.get_runtime_context().get_node_id()]
 
 strategy = NodeAffinitySchedulingStrategy({ray_two_nodes.worker_id!r}, soft=False)
-print(json.dumps(ray.get(cell.options(scheduling_strategy=strategy).remote(), timeout=240)))
+print("RESULT", json.dumps(ray.get(cell.options(scheduling_strategy=strategy).remote(), timeout=240)))
 """
     run_id, exp_id, node = last_json(ray_two_nodes.python(code, timeout=300).stdout)
     assert node == ray_two_nodes.worker_id
