@@ -70,8 +70,8 @@ install: ## Create .venv with the pinned stack and rdbench in editable mode
 test: ## Run the whole test suite (what CI runs; the Docker test needs an engine: see .ci/run)
 	$(BIN)/pytest -q
 
-test-fast: ## The fast suite: skip slow and Docker tests
-	$(BIN)/pytest -q -m "not slow and not docker"
+test-fast: ## The fast suite: skip slow, Docker and services (PostgreSQL, MLflow server, Ray) tests
+	$(BIN)/pytest -q -m "not slow and not docker and not services"
 
 lint: ## ruff and hadolint
 	$(BIN)/ruff check rdbench tests scripts

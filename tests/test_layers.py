@@ -18,18 +18,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rdbench"
 BELOW: dict[str, set[str]] = {
     "__main__": {"cli"},
     "cli": {"commands"},
-    "commands": {"study", "report", "bench", "container", "tracking", "systems", "balance", "config", "provenance"},
+    "commands": {"study", "report", "bench", "container", "tracking", "systems", "balance", "config", "provenance",
+                 "processes"},
     "study": {"tracking", "systems", "balance", "config", "provenance"},
     "report": {"tracking", "config", "provenance"},  # the report reads the store, never a system
-    "bench": {"systems", "balance", "config"},
+    "bench": {"tracking", "systems", "balance", "config", "provenance", "processes"},
     "container": {"config", "provenance"},  # no torch, no MLflow: fails fast without an engine
-    "tracking": {"balance", "config", "provenance"},
+    "tracking": {"balance", "config", "provenance", "processes"},
     "systems": {"balance", "config"},  # systems never import MLflow: they log through the Recorder
     "balance": set(),
     "config": set(),
     "provenance": set(),
+    "processes": set(),
 }
-ONLY_IN = {"click": {"commands"}, "mlflow": {"tracking", "study", "report", "commands"}}
+ONLY_IN = {"click": {"commands"}, "mlflow": {"tracking", "study", "report", "commands", "bench"}}
 
 
 def module_name(path: Path) -> str:

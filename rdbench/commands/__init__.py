@@ -28,6 +28,7 @@ COMMANDS = {
     "grid": "rdbench.commands.grid:grid",
     "oracle": "rdbench.commands.oracle:oracle",
     "run": "rdbench.commands.run:run",
+    "server": "rdbench.commands.server:server",
     "table": "rdbench.commands.table:table",
 }
 

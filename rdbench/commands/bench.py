@@ -70,3 +70,28 @@ def bench_ddpm(profile, device, batch, channels, train_steps, sampling_steps, sa
     with one_line_errors(ValueError):
         measure(profile, device, batch, int(channels), train_steps, sampling_steps, sampling_rounds, samples,
                 rounds, m_diff_samples, echo=click.echo)
+
+
+@bench.command("store")
+@click.option("--target", "targets", multiple=True,
+              help="server (a temporary PostgreSQL-backed MLflow server), sqlite-fresh, sqlite-existing, or a "
+                   "tracking URI. Repeatable. Default: the three named ones.")
+@click.option("--processes", "process_counts", multiple=True, type=Positive, help="Concurrent cells. Repeatable. Default: 8 and 16.")
+@click.option("--params", default=60, show_default=True, type=Positive, help="Params per cell.")
+@click.option("--series", default=4, show_default=True, type=Positive, help="Series per cell.")
+@click.option("--points", default=2000, show_default=True, type=Positive, help="Points per series.")
+@click.option("--artifacts", default=3, show_default=True, type=Positive, help="Artifacts per cell.")
+@click.option("--retries", default=0, show_default=True, type=click.IntRange(min=0), help="Retries per failing operation.")
+@click.option("--experiment-exists", is_flag=True, help="Create the experiment before the workers start, as a grid's driver does.")
+@click.option("--server-workers", default=2, show_default=True, type=Positive, help="MLflow server workers for --target server.")
+@click.option("--workdir", default=None, type=click.Path(file_okay=False), help="Where stores and logs go (default: a temp folder).")
+def bench_store(targets, process_counts, params, series, points, artifacts, retries, experiment_exists,
+                server_workers, workdir) -> None:
+    """N processes log a realistic cell each into one store at once: landed, lost, errors, retries, time, memory."""
+    from rdbench.bench.store import TARGETS, CellShape, run_store_benchmark
+
+    with one_line_errors(ValueError):
+        shape = CellShape(params=params, series=series, points=points, artifacts=artifacts)
+        run_store_benchmark(targets or TARGETS, process_counts or (8, 16), shape=shape, retries=retries,
+                            experiment_exists=experiment_exists, workdir=workdir, server_workers=server_workers,
+                            echo=click.echo)

@@ -96,7 +96,13 @@ def open_store(uri: str | None = None) -> MlflowClient:
 
 
 def _bound_http_retries() -> None:
-    """MLflow retries an unreachable server for minutes by default: bound it, unless the user set it."""
+    """MLflow retries an unreachable server for minutes by default: bound it, unless the user set it.
+
+    Also turns MLflow's telemetry off unless the user chose: offline, its config thread
+    removes ``_MLFLOW_TELEMETRY_SESSION_ID`` from the environment while a request of
+    another thread may read it (MLflow 3.17.2), failing that request with a KeyError.
+    """
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ:
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = os.environ.get("RDBENCH_STORE_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
