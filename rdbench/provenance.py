@@ -1,4 +1,4 @@
-"""Where a result came from: the commit of the rdbench checkout.
+"""Where a result came from: the commit of the rdbench checkout, the user, the command line.
 
 A leaf module (standard library only), so that code which must not load MLflow or
 torch (the container driver) and the tracking layer share one definition.
@@ -6,8 +6,11 @@ torch (the container driver) and the tracking layer share one definition.
 
 from __future__ import annotations
 
+import getpass
 import os
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 COMMIT_ENV = "RDBENCH_GIT_COMMIT"  # set where there is no .git (the Docker image)
@@ -32,3 +35,28 @@ def git_commit(root: Path | None = None) -> str | None:
     if Path(top).resolve() != root:  # an installed package inside some other repository
         return os.environ.get(COMMIT_ENV)
     return commit.strip() or None
+
+
+def user() -> str:
+    """The user running rdbench (what the MLflow UI's User column shows), or ``unknown``."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+_command: list[str] | None = None
+
+
+def set_command(args: list[str]) -> None:
+    """Record the command line the ``rdbench`` entry point was given (what :func:`command_line` says)."""
+    global _command
+    _command = ["rdbench", *args]
+
+
+def command_line(limit: int = 500) -> str:
+    """``rdbench run rd --case spot``: the command that made a run (the MLflow UI's Source column)."""
+    if _command is not None:
+        return shlex.join(_command)[:limit]
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    return shlex.join([name, *sys.argv[1:]])[:limit]

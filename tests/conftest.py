@@ -87,16 +87,20 @@ def runs_of():
 @pytest.fixture(scope="session")
 def mlflow_run():
     """``mlflow_run(entry_point, params, experiment=, tracking_uri=, cwd=, env=)``: `mlflow run <repo> -e ENTRY
-    --env-manager local -P k=v...` in a subprocess; asserts that it succeeded and returns it."""
+    --env-manager local [--experiment-name EXP] -P k=v...` in a subprocess, from a virtualenv that is not
+    activated (its bin folder off PATH); asserts that it succeeded and returns it."""
 
     def run(entry_point: str, params: dict, *, experiment: str, tracking_uri: str, cwd, env=None):
         mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
         full_env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, **(env or {})}
-        # the entry points call `rdbench`: find it beside this interpreter even in a venv not activated
-        full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
+        # as from a virtualenv that is not activated: its bin folder is not on PATH
+        venv_bin = str(Path(sys.executable).parent)
+        full_env["PATH"] = os.pathsep.join(p for p in full_env.get("PATH", "").split(os.pathsep) if p != venv_bin)
         full_env.pop("MLFLOW_RUN_ID", None)
-        command = [mlflow_bin, "run", str(REPO), "-e", entry_point, "--env-manager", "local",
-                   "--experiment-name", experiment]
+        full_env.pop("MLFLOW_EXPERIMENT_NAME", None)
+        command = [mlflow_bin, "run", str(REPO), "-e", entry_point, "--env-manager", "local"]
+        if experiment is not None:
+            command += ["--experiment-name", experiment]
         for key, value in params.items():
             command += ["-P", f"{key}={value}"]
         proc = subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)

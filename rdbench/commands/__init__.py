@@ -38,6 +38,9 @@ class LazyGroup(click.Group):
     error is one line: a usage error too (click would print the usage and a hint)."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from rdbench.provenance import set_command
+
+        set_command(list(sys.argv[1:] if args is None else args))
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:

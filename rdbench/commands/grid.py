@@ -57,8 +57,8 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
     from rdbench.study.execution import run_grid
     from rdbench.study.grid import plan_grid
     from rdbench.study.runner import check_memory, failure_summary
-    from rdbench.tracking.store import active_env_run_id
-    from rdbench.tracking.ui import compare_url
+    from rdbench.tracking.projects import point_to, project_run
+    from rdbench.tracking.ui import compare_url, grid_view
 
     with one_line_errors():
         plan = plan_grid(grid_file, only, parse_sets(sets))
@@ -66,18 +66,19 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
     with one_line_errors():
         check_memory(plan.cells, ctx.device)
     client = open_tracking()
-    parent = active_env_run_id()
-    if parent:  # under `mlflow run`: its run is the parent, in its experiment
-        experiment = client.get_experiment(client.get_run(parent).info.experiment_id).name
-    experiment = experiment_name(experiment)
+    project = project_run(client, experiment, experiment_name(experiment))  # under `mlflow run`
+    experiment = project.experiment if project else experiment_name(experiment)
+    parent = project.run_id if project and project.adopt else None  # MLflow's run is the parent
     click.echo(f"grid {plan.name} ({plan.path}): {len(plan.cells)} cells -> experiment {experiment!r}, "
                f"store {client.tracking_uri}")
     with one_line_errors(*store_errors()):
         result = run_grid(plan, experiment, ctx, force=force, parent_run_id=parent,
                           on_report=Announcer(len(plan.cells)))
+    if project:
+        point_to(client, project, [(result.parent_run_id, f"grid:{plan.name}")])
     click.echo(f"grid {plan.name}: {result.summary()}; parent run {result.parent_run_id}")
     click.echo(f"compare the cells: `mlflow ui --backend-store-uri {client.tracking_uri}`, "
-               f"then {compare_url(result.experiment_id)}")
+               f"then {compare_url(result.experiment_id, view=grid_view(result.parent_run_id))}")
     if report and (result.count("FINISHED") or result.count("SKIPPED")):
         print_report(experiment, result.parent_run_id, out_dir, log_scale=log_scale)
     failed = failure_summary(result.reports)

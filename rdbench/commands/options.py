@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -89,6 +90,21 @@ def parse_extra_options(args: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def parse_settings(text: str | None) -> dict[str, Any]:
+    """``--settings "feed=0.03 steps=2000"``: several KEY=VALUE separated by spaces; ``none`` or empty: none.
+
+    What the MLproject passes, so that MLflow logs no empty parameter and every
+    setting rdbench resolves is a param with its value.
+    """
+    if text is None or text.strip().lower() in ("", "none"):
+        return {}
+    try:
+        items = shlex.split(text)
+    except ValueError as exc:
+        raise CliError(f"--settings {text!r}: {exc}") from None
+    return parse_sets(items)
+
+
 def parse_sets(values: Sequence[str]) -> dict[str, Any]:
     """``--set KEY=VALUE`` options as a dict (a malformed one is a one-line error)."""
     with one_line_errors():
@@ -160,6 +176,10 @@ data_dir_option = click.option(
     "--data-dir", default=None, help="Where datasets are downloaded (default: $RDBENCH_DATA_DIR or a cache folder)."
 )
 set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting. Repeatable.")
+settings_option = click.option(
+    "--settings", default=None, metavar="'KEY=VALUE ...'",
+    help="Several settings in one argument, separated by spaces ('none': none); what the MLproject passes.",
+)
 out_option = click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, help="Where files are written.")
 log_scale_option = click.option("--log-scale", is_flag=True, help="Fig. 2 with a logarithmic R_t axis.")
 

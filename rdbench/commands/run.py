@@ -15,9 +15,11 @@ from rdbench.commands.options import (
     options,
     parse_extra_options,
     parse_sets,
+    parse_settings,
     resume_option,
     run_context,
     set_option,
+    settings_option,
     store_errors,
 )
 from rdbench.commands.output import cell_line
@@ -42,6 +44,7 @@ from rdbench.config import available_systems
 @click.option("-p", "--profile", default="paper", show_default=True, help="Settings profile: paper, quick, smoke (see conf/systems/).")
 @options(
     set_option,
+    settings_option,
     click.option("--model", "model", default=None, metavar="PATH_OR_ID",
                  help="Measure this trained model instead of training one (the system's `pretrained` setting: "
                       "a diffusers pipeline folder or Hub id for ddpm)."),
@@ -52,19 +55,19 @@ from rdbench.config import available_systems
     resume_option,
 )
 @click.pass_context
-def run(ctx: click.Context, system: str, cases, seeds, profile, sets, model, config_path, device, experiment, data_dir,
-        resume) -> None:
+def run(ctx: click.Context, system: str, cases, seeds, profile, sets, settings, model, config_path, device, experiment,
+        data_dir, resume) -> None:
     """Run SYSTEM (one of the files in conf/systems/: rd, lstm, ddpm...) and track it in MLflow.
 
     One MLflow run per case x seed. Under `mlflow run`, a single cell logs into the run
     that `mlflow run` created; several cells become its children.
     """
-    overrides = {**parse_extra_options(ctx.args), **parse_sets(sets)}
+    overrides = {**parse_extra_options(ctx.args), **parse_settings(settings), **parse_sets(sets)}
     if system not in available_systems() and config_path is None:  # before the heavy imports
         raise CliError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
     from rdbench.study.cells import plan_cells, plugin
     from rdbench.study.runner import check_memory, failure_summary, run_cells
-    from rdbench.tracking.store import active_env_run_id
+    from rdbench.tracking.projects import point_to, project_run
 
     with one_line_errors():
         if model is not None:
@@ -76,15 +79,17 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, model, con
     with one_line_errors():
         check_memory(cells, run_ctx.device)
     client = open_tracking()
-    experiment = experiment_name(experiment)
-    env_run = active_env_run_id()
-    adopt = env_run if env_run and len(cells) == 1 else None
-    parent = env_run if env_run and len(cells) > 1 else None
-    if parent:
-        experiment = client.get_experiment(client.get_run(parent).info.experiment_id).name
+    project = project_run(client, experiment, experiment_name(experiment))  # under `mlflow run`
+    experiment = project.experiment if project else experiment_name(experiment)
+    adopt = project.run_id if project and project.adopt and len(cells) == 1 else None
+    parent = project.run_id if project and project.adopt and len(cells) > 1 else None
+    if project and not project.adopt:  # MLflow's run in `Default` points to the runs rdbench makes
+        point_to(client, project, [("(starting)", cell.run_name) for cell in cells])
     with one_line_errors(*store_errors()):
         reports = run_cells(cells, experiment, run_ctx, parent_run_id=parent, adopt_run_id=adopt,
                             on_report=lambda r: click.echo(cell_line(r)))
+    if project:
+        point_to(client, project, [(r.run_id, r.cell.run_name) for r in reports if r.run_id])
     failed = failure_summary(reports)
     if failed:
         raise CliError(failed)

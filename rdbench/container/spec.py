@@ -14,7 +14,6 @@ Every failure is one line naming what is missing and what runs without it
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
 import sqlite3
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rdbench.provenance import COMMIT_ENV, git_commit, repo_root
+from rdbench.provenance import COMMIT_ENV, git_commit, repo_root, user
 
 DEFAULT_IMAGE = "rdbench:latest"
 DOCKERFILE = "docker/Dockerfile"
@@ -291,11 +290,8 @@ class Workspace:
 def caller_environment(experiment: str | None) -> dict[str, str]:
     """What the container needs to know about the caller (names, commit, experiment)."""
     env: dict[str, str] = {}
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        name = ""
-    if name:
+    name = user()
+    if name != "unknown":
         env["USER"] = env["LOGNAME"] = name  # getpass.getuser() in the container reads these
     commit = git_commit(repo_root())
     if commit:

@@ -23,6 +23,7 @@ from rdbench.tracking.tags import (
     TAG_CASE,
     TAG_ERROR,
     TAG_HASH,
+    TAG_LABEL,
     TAG_PROFILE,
     TAG_RUN_NAME,
     TAG_SEED,
@@ -34,7 +35,7 @@ SYSTEM_NAMES = {"rd": "RD", "lstm": "LSTM", "ddpm": "DDPM"}
 CONTROL_KEY = re.compile(r"^control\.(?P<name>.+)\.R$")
 # e.g. M_diff_closed_form (not RD's M_reaction_u, nor the series logged while training)
 ALTERNATIVE_KEY = re.compile(r"^M_(react|diff)_(?!.*during_training$).+$")
-SEED_SUFFIX = re.compile(r"/seed=\d+$")
+SEED_SUFFIX = re.compile(r"/seed=\d+( \[[^\]]*\])?$")  # runs from before the rdbench.label tag
 TABLE_FILES = ("table1.csv", "table1.md", "table1.tex")
 
 
@@ -48,7 +49,7 @@ def cells_frame(runs: Sequence[Any]) -> pd.DataFrame:
         tags = run.data.tags
         name = tags.get(TAG_RUN_NAME) or run.info.run_name or ""
         system = tags.get(TAG_SYSTEM, "")
-        label = SEED_SUFFIX.sub("", name) or f"{system}/{tags.get(TAG_CASE, '')}"
+        label = tags.get(TAG_LABEL) or SEED_SUFFIX.sub("", name) or f"{system}/{tags.get(TAG_CASE, '')}"
         rows.append(
             {
                 "run_id": run.info.run_id,

@@ -19,10 +19,13 @@ from rdbench.tracking.tags import (
     TAG_CASE,
     TAG_HASH,
     TAG_KIND,
+    TAG_LABEL,
     TAG_PROFILE,
     TAG_SEED,
     TAG_SYSTEM,
 )
+
+PAPER = "paper"  # the profile of the paper's settings: run names carry any other
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,10 @@ class Cell:
 
     @property
     def run_name(self) -> str:
-        return f"{self.label}/seed={self.seed}"
+        """``rd/spot/seed=0``, and the profile when it is not the paper's: ``rd/spot/seed=0 [smoke]``
+        (a smoke run's R is not comparable with the paper's, and the MLflow UI shows names first)."""
+        base = f"{self.label}/seed={self.seed}"
+        return base if self.profile == PAPER else f"{base} [{self.profile}]"
 
     @property
     def config_hash(self) -> str:
@@ -65,13 +71,14 @@ class Cell:
     def names(self) -> tuple[str, ...]:
         """What ``--only`` patterns match against: system, system/case, the label, the run name."""
         return (self.system, f"{self.system}/{self.shown_case}", f"{self.system}/{self.case}", self.label,
-                self.run_name)
+                f"{self.label}/seed={self.seed}", self.run_name)
 
     def tags(self) -> dict[str, str]:
         return {
             TAG_KIND: KIND_CELL,
             TAG_SYSTEM: self.system,
             TAG_CASE: self.shown_case,
+            TAG_LABEL: self.label,
             TAG_SEED: str(self.seed),
             TAG_PROFILE: self.profile,
             TAG_HASH: self.config_hash,

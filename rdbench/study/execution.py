@@ -31,10 +31,12 @@ from rdbench.tracking.tags import (
     KIND_CELL,
     KIND_GRID,
     TAG_ERROR,
+    TAG_FIRST_PARENT,
     TAG_GRID,
     TAG_GRID_FILE,
     TAG_HASH,
     TAG_KIND,
+    TAG_PARENT,
     TAG_RUN_NAME,
 )
 from rdbench.tracking.ui import prepare_ui
@@ -98,12 +100,12 @@ def run_grid(
     """
     client = tracking_client()
     exp_id = experiment_id(client, experiment)
-    prepare_ui(client, exp_id)
     parent_tags = {TAG_KIND: KIND_GRID, TAG_GRID: plan.name, TAG_GRID_FILE: str(plan.path)}
     if parent_run_id:  # named like a parent rdbench made (MLflow gave it a random name)
         parent = TrackedRun.adopt(client, parent_run_id, {**parent_tags, TAG_RUN_NAME: f"grid:{plan.name}"})
     else:
         parent = TrackedRun.create(client, experiment, f"grid:{plan.name}", parent_tags)
+    prepare_ui(client, exp_id, parent.run_id)
     result = GridResult(parent.run_id, experiment, exp_id)
     start = time.perf_counter()
     reports: dict[int, CellReport] = {}
@@ -128,6 +130,7 @@ def run_grid(
                 to_run.append(index)
             else:
                 reports[index] = CellReport(cell, old.info.run_id, SKIPPED, metrics=dict(old.data.metrics))
+                _adopt_cell(client, old, parent.run_id)
         _write_manifest(parent, plan, reports)
         for index in sorted(set(range(len(plan.cells))) - set(to_run)):
             if on_report:
@@ -159,6 +162,15 @@ def run_grid(
     else:
         parent.finish()
     return result
+
+
+def _adopt_cell(client: Any, run: Any, parent_run_id: str) -> None:
+    """Nest a reused FINISHED cell run under the grid that reuses it (the MLflow UI nests by
+    ``mlflow.parentRunId``); the grid that ran it first keeps it in its manifest."""
+    tags = {TAG_PARENT: parent_run_id}
+    if TAG_FIRST_PARENT not in run.data.tags and run.data.tags.get(TAG_PARENT):
+        tags[TAG_FIRST_PARENT] = run.data.tags[TAG_PARENT]
+    TrackedRun(client, run.info.run_id).set_tags(tags)
 
 
 def _indexed(indices: list[int], cells: list, announce: Callable[[int, CellReport], None]):

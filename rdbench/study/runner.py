@@ -24,7 +24,8 @@ from rdbench.tracking.liveness import owner_alive
 from rdbench.tracking.runs import TrackedRun, one_line
 from rdbench.tracking.store import client as tracking_client
 from rdbench.tracking.store import search_runs
-from rdbench.tracking.tags import KIND_CELL, TAG_HASH, TAG_KIND
+from rdbench.tracking.system_metrics import SystemMetrics
+from rdbench.tracking.tags import KIND_CELL, TAG_HASH, TAG_KIND, TAG_RUN_NAME
 
 FINISHED, FAILED, KILLED, SKIPPED = "FINISHED", "FAILED", "KILLED", "SKIPPED"
 ELSEWHERE = "running in another process"  # the error note of a cell another process has claimed
@@ -115,7 +116,8 @@ def run_cells(
             for (_, cell), run in zip(group, runs, strict=True)
         ]
         start = time.perf_counter()
-        outcomes = impl.run(jobs, ctx)
+        with SystemMetrics(client, [run.run_id for run in runs]):
+            outcomes = impl.run(jobs, ctx)
         wall = time.perf_counter() - start
         if len(outcomes) != len(jobs):
             raise RuntimeError(f"system {impl.name!r} returned {len(outcomes)} outcomes for {len(jobs)} jobs")
@@ -133,7 +135,7 @@ def run_cells(
         try:
             for _, cell in group:
                 if adopt_run_id:
-                    run = TrackedRun.adopt(client, adopt_run_id, cell.tags())
+                    run = TrackedRun.adopt(client, adopt_run_id, {**cell.tags(), TAG_RUN_NAME: cell.run_name})
                 else:
                     run = TrackedRun.create(client, experiment, cell.run_name, cell.tags(), parent_run_id)
                 runs.append(run)

@@ -21,14 +21,27 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from rdbench.balance import BalanceResult
-from rdbench.provenance import git_commit
+from rdbench.provenance import command_line, git_commit, user
 from rdbench.tracking.liveness import HEARTBEAT, owner_tags
 from rdbench.tracking.store import experiment_id, retrying
-from rdbench.tracking.tags import TAG_ERROR, TAG_GIT, TAG_PARENT, TAG_RUN_NAME
+from rdbench.tracking.tags import (
+    TAG_ERROR,
+    TAG_GIT,
+    TAG_PARENT,
+    TAG_RUN_NAME,
+    TAG_SOURCE_NAME,
+    TAG_SOURCE_TYPE,
+    TAG_USER,
+)
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 MAX_PARAMS_PER_BATCH = 100
 NORMALISED_STEPS = 1000  # R_t on normalised time is logged at steps 0..1000
+
+
+def source_tags() -> dict[str, str]:
+    """Who made a run and with what: the MLflow UI's User and Source columns (``create_run`` sets neither)."""
+    return {TAG_USER: user(), TAG_SOURCE_NAME: command_line(), TAG_SOURCE_TYPE: "LOCAL"}
 
 
 def one_line(exc: BaseException) -> str:
@@ -56,7 +69,7 @@ class TrackedRun:
         parent_run_id: str | None = None,
     ) -> TrackedRun:
         """A new RUNNING run (a child of ``parent_run_id`` when given)."""
-        all_tags = {TAG_RUN_NAME: run_name, **owner_tags(), **(tags or {})}
+        all_tags = {TAG_RUN_NAME: run_name, **source_tags(), **owner_tags(), **(tags or {})}
         commit = git_commit()
         if commit:
             all_tags.setdefault(TAG_GIT, commit)
@@ -72,7 +85,8 @@ class TrackedRun:
         """An existing run (e.g. the one ``mlflow run`` made and exported as MLFLOW_RUN_ID)."""
         run = cls(mlflow_client, run_id)
         commit = git_commit()
-        extra = {**owner_tags(), **(tags or {})}
+        existing = mlflow_client.get_run(run_id).data.tags  # `mlflow run` set its own user and source
+        extra = {**{k: v for k, v in source_tags().items() if k not in existing}, **owner_tags(), **(tags or {})}
         if commit:
             extra.setdefault(TAG_GIT, commit)
         run.set_tags(extra)

@@ -3,7 +3,8 @@
 On every cell run (the report and the MLflow UI group by them):
 
 * ``rdbench.kind``: ``cell`` or ``grid`` (a study's parent run)
-* ``rdbench.system``, ``rdbench.case``, ``rdbench.seed``, ``rdbench.profile``
+* ``rdbench.system``, ``rdbench.case``, ``rdbench.seed``, ``rdbench.profile``,
+  ``rdbench.label`` (``system/case[overrides]``, the cell's row of Table 1)
 * ``rdbench.config_hash``: hash of everything that shaped the result (skip-finished)
 * ``rdbench.error``: the one-line error of a FAILED or KILLED run
 * ``mlflow.source.git.commit``: the commit of the rdbench checkout, when known
@@ -17,6 +18,7 @@ KIND_GRID = "grid"
 
 TAG_SYSTEM = "rdbench.system"
 TAG_CASE = "rdbench.case"
+TAG_LABEL = "rdbench.label"  # system/case[overrides]: the row a cell belongs to in Table 1
 TAG_SEED = "rdbench.seed"
 TAG_PROFILE = "rdbench.profile"
 TAG_HASH = "rdbench.config_hash"
@@ -26,4 +28,8 @@ TAG_GRID_FILE = "rdbench.grid_file"
 
 TAG_GIT = "mlflow.source.git.commit"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_FIRST_PARENT = "rdbench.first_parent"  # the grid that ran a cell, once a later grid reuses it
 TAG_RUN_NAME = "mlflow.runName"
+TAG_USER = "mlflow.user"
+TAG_SOURCE_NAME = "mlflow.source.name"
+TAG_SOURCE_TYPE = "mlflow.source.type"

@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rdbench.tracking.tags import TAG_CASE, TAG_SEED, TAG_SYSTEM
+from rdbench.tracking.tags import (
+    KIND_CELL,
+    TAG_CASE,
+    TAG_KIND,
+    TAG_PARENT,
+    TAG_PROFILE,
+    TAG_SEED,
+    TAG_SYSTEM,
+)
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # makes the MLflow UI open the training-runs view
 EXPERIMENT_KIND = "custom_model_development"
@@ -20,32 +28,43 @@ SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARED_VIEW}"
 DEFAULT_UI = "http://127.0.0.1:5000"
 
 
-def shared_view_state(chart_filter: str = "R_t") -> dict[str, Any]:
+def grid_view(parent_run_id: str) -> str:
+    """The key of a grid's own shared view: only that grid's cells."""
+    return f"{SHARED_VIEW}-{parent_run_id}"
+
+
+def shared_view_state(chart_filter: str = "R_t", parent_run_id: str | None = None) -> dict[str, Any]:
     """The MLflow UI's experiment-page state for comparing cells.
 
-    Runs sorted by name, not date, so cell runs are listed flat beside their
-    parent; metric charts filtered to ``R_t`` (R_t on each system's own step
-    axis, R_t_norm on the common 0..1000 axis: every cell overlaid); columns
-    system, case, seed, R and R_final.
+    Only cell runs: of one grid (its children: reused cells are moved under the grid
+    that reuses them) when ``parent_run_id`` is given, else of the whole experiment
+    (stand-alone runs and every grid). Sorted by name; metric charts filtered to
+    ``R_t`` (R_t on each system's own step axis, R_t_norm on the common 0..1000 axis:
+    every cell overlaid); columns system, case, seed, profile, R and R_final.
     """
+    search = f"tags.`{TAG_PARENT}` = '{parent_run_id}'" if parent_run_id else f"tags.`{TAG_KIND}` = '{KIND_CELL}'"
     return {
-        "searchFilter": "", "orderByKey": "attributes.`run_name`", "orderByAsc": True, "startTime": "ALL",
+        "searchFilter": search, "orderByKey": "attributes.`run_name`", "orderByAsc": True, "startTime": "ALL",
         "lifecycleFilter": "Active", "modelVersionFilter": "All Runs", "datasetsFilter": [],
         "runsHiddenMode": "SHOW_ALL", "chartsSearchFilter": chart_filter, "hideEmptyCharts": True,
         "selectedColumns": [f"tags.`{TAG_SYSTEM}`", f"tags.`{TAG_CASE}`", f"tags.`{TAG_SEED}`",
-                            "metrics.`R`", "metrics.`R_final`"],
+                            f"tags.`{TAG_PROFILE}`", "metrics.`R`", "metrics.`R_final`"],
     }
 
 
-def prepare_ui(client: Any, exp_id: str) -> None:
-    """Experiment tags for the MLflow UI: open the training-runs view; a shared view for comparing cells."""
+def prepare_ui(client: Any, exp_id: str, parent_run_id: str | None = None) -> None:
+    """Experiment tags for the MLflow UI: open the training-runs view; a shared view of every cell
+    of the experiment and, given a grid's parent, one of that grid's cells."""
     tags = client.get_experiment(exp_id).tags
     if EXPERIMENT_KIND_TAG not in tags:
         client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    if SHARED_VIEW_TAG not in tags:
+    if tags.get(SHARED_VIEW_TAG) != json.dumps(shared_view_state()):
         client.set_experiment_tag(exp_id, SHARED_VIEW_TAG, json.dumps(shared_view_state()))
+    if parent_run_id:
+        client.set_experiment_tag(exp_id, f"mlflow.sharedViewState.{grid_view(parent_run_id)}",
+                                  json.dumps(shared_view_state(parent_run_id=parent_run_id)))
 
 
-def compare_url(exp_id: str, base: str = DEFAULT_UI, mode: str = "CHART") -> str:
-    """Where the MLflow UI shows the shared view of an experiment's cells."""
-    return f"{base}/#/experiments/{exp_id}/runs?viewStateShareKey={SHARED_VIEW}&compareRunsMode={mode}"
+def compare_url(exp_id: str, base: str = DEFAULT_UI, mode: str = "CHART", view: str = SHARED_VIEW) -> str:
+    """Where the MLflow UI shows a shared view (default: every cell of the experiment)."""
+    return f"{base}/#/experiments/{exp_id}/runs?viewStateShareKey={view}&compareRunsMode={mode}"

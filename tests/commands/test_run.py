@@ -20,6 +20,12 @@ def test_short_simulation_is_tracked(experiment, mlflow_client, runs_of):
     assert p["feed"] == "0.055" and p["grid_size"] == "32" and p["steps"] == "60"
     assert p["initial.square_size"] == "6" and p["seed"] == "3" and p["device"] == "cpu"
     assert t["rdbench.system"] == "rd" and t["rdbench.case"] == "stripe" and t["rdbench.profile"] == "smoke"
+    assert t["mlflow.user"] and t["mlflow.source.type"] == "LOCAL"  # the UI's User and Source columns
+    assert t["mlflow.source.name"].startswith("rdbench run rd --profile smoke --case stripe")
+    for key in ("system/cpu_utilization_percentage", "system/process_rss_megabytes",
+                "system/system_memory_usage_megabytes"):  # the UI's System metrics panel
+        assert key in m, key
+    assert len(mlflow_client.get_metric_history(run.info.run_id, "system/process_rss_megabytes")) >= 2
     assert len(t["rdbench.config_hash"]) == 16
     for key in ("M_react", "M_diff", "R", "R_final", "wall_time_s", "M_reaction_u", "M_diffusion_u"):
         assert key in m
@@ -53,7 +59,7 @@ def test_feed_option_overrides_the_case(experiment, mlflow_client, runs_of):
     assert result.exit_code == 0, result.output
     (run,) = runs_of(mlflow_client, experiment)
     assert run.data.params["feed"] == "0.04"
-    assert run.info.run_name == "rd/spot[feed=0.04]/seed=0"
+    assert run.info.run_name == "rd/spot[feed=0.04]/seed=0 [smoke]"  # the profile, when not the paper's
 
 
 @pytest.mark.parametrize(
@@ -113,4 +119,4 @@ def test_one_diverging_cell_does_not_fail_its_batch_mates(experiment, mlflow_cli
     assert [r.status for r in reports] == ["FINISHED", "FAILED"]
     assert "SimulationDiverged" in reports[1].error
     statuses = {r.info.run_name: r.info.status for r in runs_of(mlflow_client, experiment)}
-    assert statuses == {"rd/spot/seed=0": "FINISHED", "rd/stripe[feed=1000000.0]/seed=0": "FAILED"}
+    assert statuses == {"rd/spot/seed=0 [smoke]": "FINISHED", "rd/stripe[feed=1000000.0]/seed=0 [smoke]": "FAILED"}

@@ -86,7 +86,7 @@ def test_bad_input_is_one_line_nonzero_and_leaves_no_run(args, message, experime
 
 @pytest.mark.slow
 def test_mlflow_run_lstm_logs_into_its_own_run(experiment, tracking_uri, mlflow_client, tmp_path, runs_of, mlflow_run):
-    mlflow_run("lstm", {"dataset": "lorenz", "profile": "smoke", "epochs": "3", "device": "cpu"},
+    mlflow_run("lstm", {"dataset": "lorenz", "profile": "smoke", "settings": "epochs=3", "device": "cpu"},
                experiment=experiment, tracking_uri=tracking_uri, cwd=tmp_path)
     (run,) = runs_of(mlflow_client, experiment)
     assert run.info.status == "FINISHED"

@@ -27,9 +27,12 @@ def invoke(*args):
 
 
 def children_by_row(client, parent_id):
-    """The parent's cell runs, read straight from the store, grouped by (system, case)."""
+    """The parent's cell runs, read straight from the store (its children, or cells it ran that a
+    later grid reused and nested under itself), grouped by (system, case)."""
     exp_id = client.get_run(parent_id).info.experiment_id
-    runs = client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    found = [*client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"),
+             *client.search_runs([exp_id], filter_string=f"tags.`rdbench.first_parent` = '{parent_id}'")]
+    runs = {r.info.run_id: r for r in found if r.data.tags.get("rdbench.first_parent", parent_id) == parent_id}.values()
     groups: dict[tuple[str, str], list] = {}
     for run in runs:
         groups.setdefault((run.data.tags["rdbench.system"], run.data.tags["rdbench.case"]), []).append(run)

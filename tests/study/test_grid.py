@@ -76,9 +76,12 @@ def test_smoke_grid_end_to_end_then_rerun_skips_every_cell(smoke, mlflow_client,
     assert f"{len(expected)} finished, 0 skipped" in first.output
     exp = mlflow_client.get_experiment_by_name(experiment)  # the MLflow UI: training view, a comparison view
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
-    view = json.loads(exp.tags["mlflow.sharedViewState.rdbench-grid"])
+    view = json.loads(exp.tags["mlflow.sharedViewState.rdbench-grid"])  # every cell of the experiment
     assert view["chartsSearchFilter"] == "R_t" and "tags.`rdbench.case`" in view["selectedColumns"]
-    assert f"#/experiments/{exp.experiment_id}/runs?viewStateShareKey=rdbench-grid" in first.output
+    assert "tags.`rdbench.profile`" in view["selectedColumns"] and view["searchFilter"] == "tags.`rdbench.kind` = 'cell'"
+    own = json.loads(exp.tags[f"mlflow.sharedViewState.rdbench-grid-{parent.info.run_id}"])  # this grid's cells
+    assert own["searchFilter"] == f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    assert f"#/experiments/{exp.experiment_id}/runs?viewStateShareKey=rdbench-grid-{parent.info.run_id}" in first.output
 
     second = invoke("grid", SMOKE, "--experiment", experiment, "--device", "cpu", "--no-report")
     assert second.exit_code == 0, second.output
@@ -94,6 +97,9 @@ def test_smoke_grid_end_to_end_then_rerun_skips_every_cell(smoke, mlflow_client,
     latest = select_runs(mlflow_client, experiment)  # the latest grid: its cells are the reused runs
     assert latest.parent_run_id == newest.info.run_id
     assert [r.info.run_id for r in latest.runs] == [r["run_id"] for r in rows]
+    nested = mlflow_client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{newest.info.run_id}'")
+    assert sorted(r.info.run_id for r in nested) == sorted(r["run_id"] for r in rows)  # the UI nests them there
+    assert {r.data.tags["rdbench.first_parent"] for r in nested} == {parent.info.run_id}
 
     forced = invoke("grid", SMOKE, "--experiment", experiment, "--only", "rd/stripe/seed=1", "--force", "--no-report")
     assert forced.exit_code == 0, forced.output
@@ -110,7 +116,7 @@ def test_a_failing_cell_is_failed_and_the_others_finish(experiment, mlflow_clien
     assert result.exit_code != 0
     assert "1 of 5 cells failed" in result.output and "SimulationDiverged" in result.output
     runs = {r.info.run_name: r for r in cell_runs(runs_of(mlflow_client, experiment))}
-    bad = runs.pop("rd/spot[feed=50,steps=40]/seed=0")
+    bad = runs.pop("rd/spot[feed=50,steps=40]/seed=0 [smoke]")
     assert bad.info.status == "FAILED" and "SimulationDiverged" in bad.data.tags["rdbench.error"]
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs.values())
     (parent,) = grid_parents(runs_of(mlflow_client, experiment))
@@ -191,7 +197,7 @@ def test_only_selects_cells_and_rejects_a_pattern_that_matches_nothing():
 def test_grid_names_resolve_to_conf_files_and_set_applies_to_every_cell():
     plan = plan_grid("smoke", only=["rd"], overrides={"steps": 30})
     assert plan.path == SMOKE and plan.cells and all(c.settings.steps == 30 for c in plan.cells)
-    assert all(c.run_name.endswith(f"[steps=30]/seed={c.seed}") for c in plan.cells)
+    assert all(c.run_name.endswith(f"[steps=30]/seed={c.seed} [smoke]") for c in plan.cells)
     with pytest.raises(ConfigError, match=r"^--set: .*unknown key 'stepz'"):
         plan_grid("smoke", overrides={"stepz": 30})
 
