@@ -255,7 +255,10 @@ def reference_settings(settings: GrayScottSettings, start: ReferenceStart) -> Gr
 
 
 class GrayScott(System):
-    """Plug-in: runs jobs that share grid/dt/steps as one batched simulation."""
+    """Plug-in: runs jobs that share grid/dt/steps as one batched simulation.
+
+    It logs no dataset (``log_input``) and no model: a cell integrates Eq. (1) from an
+    initial condition drawn from its seed; its final fields are logged as figures."""
 
     name = "rd"
     Settings = GrayScottSettings
@@ -305,9 +308,11 @@ class GrayScott(System):
         stopped = meter.stopped()
         outcomes = []
         for row, job in enumerate(jobs):
-            job.recorder.log_image(sim.u[row].cpu().numpy().astype(np.float64), "fields/final_u.png", cmap="viridis")
-            job.recorder.log_image(sim.v[row].cpu().numpy().astype(np.float64), "fields/final_v.png", cmap="magma")
             result = meter.result([row])
+            step = int(result.steps[-1]) + 1 if stopped[row] else steps_run
+            for name, field, cmap in (("u", sim.u[row], "viridis"), ("v", sim.v[row], "magma")):
+                job.recorder.log_figure(field_figure(field.cpu().numpy(), name, cmap, job.case, job.settings, step),
+                                        f"fields/final_{name}.png")
             controls = {
                 name: meter.result([row + (k + 1) * len(jobs)]) for k, name in enumerate(control_names)
             }
@@ -322,3 +327,20 @@ class GrayScott(System):
                 )
             )
         return outcomes
+
+
+def field_figure(field: np.ndarray, name: str, cmap: str, case: str, settings: GrayScottSettings, step: int):
+    """One concentration field with its colour bar and a title naming the case, F, k and the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    image = ax.imshow(field, cmap=cmap, interpolation="nearest", origin="lower")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=name)
+    ax.set_title(f"{name}: {case}, F={settings.feed:g}, k={settings.kill:g}, step {step}")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    plt.close(fig)
+    return fig

@@ -9,10 +9,11 @@ import torch
 from rdbench.balance import BalanceMeter
 from rdbench.config import load_system
 from rdbench.systems.ddpm.data import DATASETS, load_dataset
+from rdbench.systems.ddpm.grid import image_grid
 from rdbench.systems.ddpm.model import UNet
 from rdbench.systems.ddpm.sample import TERMS, measure, network_predictor, sample
 from rdbench.systems.ddpm.schedule import NoiseSchedule
-from rdbench.systems.ddpm.system import DDPM, _train_config, build_model, build_schedule, image_grid
+from rdbench.systems.ddpm.system import DDPM, _train_config, build_model, build_schedule
 from rdbench.systems.ddpm.train import (
     CheckpointError,
     Trainer,
