@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -98,7 +99,8 @@ def log_model(client: MlflowClient, run_id: str, record: Any) -> str:
     with tempfile.TemporaryDirectory() as tmp, quiet():
         files = record.write(Path(tmp))
         info = mlflow.pytorch.log_model(
-            record.module, name="model", model_id=logged.model_id, run_id=run_id, signature=signature,
+            copy.deepcopy(record.module).cpu(),  # a CPU copy: mlflow.pytorch.load_model works without a GPU
+            name="model", model_id=logged.model_id, run_id=run_id, signature=signature,
             # MLflow's pytorch pyfunc takes one array: a network of several inputs keeps only its signature
             input_example=None if isinstance(example, dict) else example,
             serialization_format="pickle", extra_files=[str(p) for p in files],
