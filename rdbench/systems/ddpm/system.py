@@ -18,8 +18,16 @@ One job (dataset x seed) runs, in order:
    of the training set (a network that learned perfectly) and of uniform-noise
    images (data with no structure), through the same sampler with the same noise.
 
-With ``pretrained`` set (a diffusers ``DDPMPipeline`` folder or Hub id,
-:mod:`.pretrained`), steps 1 and 2 are skipped: the public model is sampled through
+The training set is a run input (``log_input``: name, source, digest); the EMA
+network that was measured is logged as the MLflow model ``model``
+(:class:`~rdbench.systems.records.ModelRecord`: its config, its state dict). With
+``pretrained`` set to such a model (``--model runs:/<id>/model``), :meth:`DDPM.run_logged`
+rebuilds it and repeats steps 1, 3 and 4 without training: the same R for the same
+settings and seed. Sample grids show the first images at five reverse steps
+(:mod:`.grid`).
+
+With ``pretrained`` set to a diffusers ``DDPMPipeline`` folder or Hub id
+(:mod:`.pretrained`), steps 1 and 2 are skipped: the public model is sampled through
 the same probe with its own schedule (its scheduler config decides the number of
 steps, the betas, the variance, the clipping and what the network predicts; the
 ``schedule`` and ``sampler.variance`` settings are not used), then the oracle
@@ -31,8 +39,8 @@ Images come from a named dataset (:mod:`.data`) or from the user's files
 (``imagefolder:DIR``, ``npz:FILE``; :mod:`.user_images`), with their own channel
 count and size; the U-Net needs a size its levels can halve (``check()`` says so).
 
-Nothing here imports MLflow: losses, images and checkpoints go through the job's
-Recorder.
+Nothing here imports MLflow: losses, images, checkpoints, datasets and the model go
+through the job's Recorder.
 """
 
 from __future__ import annotations

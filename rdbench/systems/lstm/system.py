@@ -13,6 +13,11 @@ controls in the same run:
 If R ~ 1 were a property of any bounded LSTM rather than of a trained one, the
 controls would show it too.
 
+The train and test sets are run inputs (``log_input``); the trained network is logged
+as the MLflow model ``model``, and ``pretrained`` (``--model runs:/<id>/model``)
+measures such a model again, with its controls, without training. Only the settings
+of the run's dataset are params (:meth:`LSTMSystem.unused_settings`).
+
 The data are generated (``sine``, ``lorenz``, ``vanderpol``) or the user's own
 (``csv:FILE``, ``npy:FILE``; :mod:`.series_file`), which ``check()`` reads whole
 before any run exists, so that a bad file is refused in one line.
