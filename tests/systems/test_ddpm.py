@@ -22,6 +22,7 @@ from rdbench.systems.ddpm.train import (
     exclusive,
     load_checkpoint,
 )
+from rdbench.systems.records import digest
 
 TABLE1_M_DIFF = {"mnist": 3.0274, "fashionmnist": 3.0277, "cifar10": 5.2508}
 
@@ -46,6 +47,9 @@ def test_idx_files_load_through_torchvision_padded_to_32(tmp_path, name, folder,
     assert x.dtype == torch.float32 and x.shape == (2, 1, 32, 32)
     assert float(x[0, 0, 0, 0]) == -1.0
     assert x[0, 0, 2:30, 2:30] == pytest.approx(torch.from_numpy(images[0]).float() / 127.5 - 1, abs=1e-6)
+    record = data.record()  # the run input: where the files were read, a digest of every pixel
+    assert record.name == name and record.source == str(tmp_path / folder / "raw") and record.shape == (12, 1, 32, 32)
+    assert record.digest == digest(data.images) and record.dtype == "uint8" and record.context == "training"
 
 
 def test_digits_are_sklearns_8x8_upsampled_and_labelled_as_such():
