@@ -308,11 +308,9 @@ class GrayScott(System):
         stopped = meter.stopped()
         outcomes = []
         for row, job in enumerate(jobs):
+            job.recorder.log_figure(field_figure(sim.u[row], "u", "viridis", job, meter, row, steps_run), "fields/final_u.png")
+            job.recorder.log_figure(field_figure(sim.v[row], "v", "magma", job, meter, row, steps_run), "fields/final_v.png")
             result = meter.result([row])
-            step = int(result.steps[-1]) + 1 if stopped[row] else steps_run
-            for name, field, cmap in (("u", sim.u[row], "viridis"), ("v", sim.v[row], "magma")):
-                job.recorder.log_figure(field_figure(field.cpu().numpy(), name, cmap, job.case, job.settings, step),
-                                        f"fields/final_{name}.png")
             controls = {
                 name: meter.result([row + (k + 1) * len(jobs)]) for k, name in enumerate(control_names)
             }
@@ -329,17 +327,20 @@ class GrayScott(System):
         return outcomes
 
 
-def field_figure(field: np.ndarray, name: str, cmap: str, case: str, settings: GrayScottSettings, step: int):
-    """One concentration field with its colour bar and a title naming the case, F, k and the step."""
+def field_figure(field: torch.Tensor, name: str, cmap: str, job: Job, meter: BalanceMeter, row: int, steps_run: int):
+    """One concentration field with its colour bar and a title naming the case, F, k and the last
+    step (an early-stopped row's own)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    s: GrayScottSettings = job.settings
+    step = int(meter.result([row]).steps[-1]) + 1 if meter.stopped()[row] else steps_run
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
-    image = ax.imshow(field, cmap=cmap, interpolation="nearest", origin="lower")
+    image = ax.imshow(field.cpu().numpy().astype(np.float64), cmap=cmap, interpolation="nearest", origin="lower")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=name)
-    ax.set_title(f"{name}: {case}, F={settings.feed:g}, k={settings.kill:g}, step {step}")
+    ax.set_title(f"{name}: {job.case}, F={s.feed:g}, k={s.kill:g}, step {step}")
     ax.set_xticks([])
     ax.set_yticks([])
     plt.close(fig)
