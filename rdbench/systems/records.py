@@ -32,7 +32,6 @@ import torch
 
 from rdbench.config import ConfigError
 
-MODEL_NAME = "model"  # the artifact name of a logged network: runs:/<id>/model
 CONFIG_FILE = "rdbench-model.json"
 WEIGHTS_FILE = "state_dict.pt"
 EXTRA = "extra_files"  # where MLflow's pytorch flavour keeps extra files inside the model
