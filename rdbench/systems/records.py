@@ -192,9 +192,14 @@ def _local_folder(ref: str) -> Path:
     errors = []
     for fetch in _fetchers:
         try:
-            return fetch(ref, files)
+            folder = fetch(ref, ["MLmodel"])
         except Exception as exc:  # noqa: BLE001 - a missing run or path: say which, in one line
             errors.append(" ".join(str(exc).split())[:300])
+            continue
+        try:
+            return fetch(ref, files)
+        except Exception:  # noqa: BLE001 - an MLflow model, but not one rdbench logged
+            return folder
     raise ConfigError(f"--model {ref}: cannot fetch it ({'; '.join(errors)}); allowed: runs:/<run id>/model of a "
                       "run that logged a model, models:/<name>/<version>, or a local folder of a logged model")
 

@@ -114,17 +114,20 @@ _cache: dict[str, Path] = {}
 
 
 def fetch_model_files(uri: str, files: Sequence[str]) -> Path:
-    """Download only ``files`` of the model ``uri`` (never the pickled module) into a folder of this
-    process (removed at exit); returns the folder the paths are relative to."""
+    """Download ``files`` of the model ``uri`` (never the pickled module), each once, into a folder of
+    this process (removed at exit); returns the folder the paths are relative to."""
     import mlflow.artifacts
 
     if uri not in _cache:
         folder = Path(tempfile.mkdtemp(prefix="rdbench-model-"))
         atexit.register(shutil.rmtree, folder, True)
-        for name in files:
-            with tempfile.TemporaryDirectory(dir=folder) as tmp, quiet():
-                got = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/{name}", dst_path=tmp)
-                (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(got, folder / name)
         _cache[uri] = folder
-    return _cache[uri]
+    folder = _cache[uri]
+    for name in files:
+        if (folder / name).exists():
+            continue
+        with tempfile.TemporaryDirectory(dir=folder) as tmp, quiet():
+            got = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/{name}", dst_path=tmp)
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(got, folder / name)
+    return folder

@@ -56,7 +56,8 @@ def test_a_logged_model_is_rebuilt_from_its_state_dict_and_config(experiment, ml
 
     logged = load_logged_model(uri, "toy")
     assert logged.config["width"] == 3 and logged.config["system"] == "toy"
-    assert sorted(p.name for p in logged.folder.rglob("*") if p.is_file()) == ["rdbench-model.json", "state_dict.pt"]
+    assert sorted(p.name for p in logged.folder.rglob("*") if p.is_file()) == ["MLmodel", "rdbench-model.json",
+                                                                               "state_dict.pt"]  # no pickle
     rebuilt = logged.load_into(TwoInputs(3))
     x, t = torch.randn(2, 3), torch.tensor([0, 2])
     assert torch.equal(rebuilt(x, t), module(x, t))
@@ -69,3 +70,17 @@ def test_a_logged_model_is_rebuilt_from_its_state_dict_and_config(experiment, ml
         load_logged_model(uri, "lstm")
     with pytest.raises(RuntimeError, match="size mismatch"):
         logged.load_into(TwoInputs(4))  # strict: a network of another shape never half-loads
+
+
+def test_an_mlflow_model_rdbench_did_not_log_is_named_as_such(experiment, mlflow_client):
+    register_fetcher(fetch_model_files)
+    run = TrackedRun.create(mlflow_client, experiment, "foreign")
+    logged = mlflow_client.create_logged_model(mlflow_client.get_run(run.run_id).info.experiment_id, name="model",
+                                               source_run_id=run.run_id)
+    mlflow.pytorch.log_model(torch.nn.Linear(2, 2), name="model", model_id=logged.model_id, run_id=run.run_id,
+                             serialization_format="pickle", pip_requirements=["torch"])
+    run.finish()
+    with pytest.raises(ConfigError, match="not a model logged by rdbench"):
+        load_logged_model(f"runs:/{run.run_id}/model", "lstm")
+    with pytest.raises(ConfigError, match="cannot fetch it"):
+        load_logged_model(f"runs:/{run.run_id}/nothing-here", "lstm")
