@@ -60,8 +60,9 @@ REASON_CHARS = 600  # Ray's errors carry whole tracebacks: the error tag keeps t
 
 def file_store(uri: str) -> bool:
     """Whether ``uri`` is a store inside a file or folder of this machine (sqlite, file:, a path)."""
-    scheme = uri.split(":", 1)[0] if "://" in uri or uri.startswith("sqlite:") else ""
-    return scheme in ("", "file", "sqlite")
+    if uri.startswith(("sqlite:", "file:")):
+        return True
+    return "://" not in uri and not uri.startswith("databricks")  # a bare path (``./mlruns``)
 
 
 def check_store(uri: str, nodes: int) -> None:
