@@ -102,6 +102,7 @@ def run_grid(
     the cells to run (:mod:`rdbench.study.executor`; default: in this process).
     """
     executor = executor or InProcess()
+    executor.check(plan.cells, ctx)  # before the parent run exists: bad input leaves nothing behind
     client = tracking_client()
     exp_id = experiment_id(client, experiment)
     parent_tags = {TAG_KIND: KIND_GRID, TAG_GRID: plan.name, TAG_GRID_FILE: str(plan.path)}

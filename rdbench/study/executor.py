@@ -25,6 +25,9 @@ class Executor(Protocol):
 
     name: str
 
+    def check(self, cells: Sequence[Cell], ctx: RunContext) -> None:
+        """Raise ConfigError if these cells cannot run here (before any run exists)."""
+
     def run(
         self,
         cells: Sequence[Cell],
@@ -42,6 +45,9 @@ class InProcess:
     """Every batch in this process, one after the other (what ``rdbench grid`` does by default)."""
 
     name = "in-process"
+
+    def check(self, cells, ctx) -> None:
+        return None
 
     def run(self, cells, experiment, ctx, *, parent_run_id, on_report=None, claim=True, reuse_finished=True):
         return run_cells(cells, experiment, ctx, parent_run_id=parent_run_id, on_report=on_report,

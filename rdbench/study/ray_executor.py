@@ -151,6 +151,7 @@ class RayExecutor:
         self.cancel_grace_s = cancel_grace_s
         self.nodes = 0
         self._ray: Any = None
+        self._owns = False  # whether entering started (or connected) Ray, and leaving must stop it
 
     def __enter__(self) -> RayExecutor:
         try:
@@ -164,9 +165,10 @@ class RayExecutor:
         if self.address is None:
             kwargs.update(num_cpus=self.num_cpus, include_dashboard=False)
         if not ray.is_initialized():
+            self._owns = True
             try:
                 ray.init(address=self.address, **kwargs)
-            except (ConnectionError, ValueError, RuntimeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - no address, a refused token, a version mismatch: one line
                 where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray instance"
                 raise ConfigError(f"cannot connect to {where}: {one_line(exc)[:REASON_CHARS]} (a cluster with "
                                   "token authentication needs its token: RAY_AUTH_TOKEN_PATH)") from None
@@ -180,10 +182,26 @@ class RayExecutor:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        if self._ray is not None:
+        if self._ray is not None and self._owns:
             with contextlib.suppress(Exception):
                 self._ray.shutdown()
-            self._ray = None
+        self._ray = None
+
+    def check(self, cells: Sequence[Cell], ctx: RunContext) -> None:
+        """Refuse (ConfigError) a batch that asks for more CPUs or GPUs than the whole cluster has:
+        Ray would keep it pending for ever. Called before the grid's parent run exists."""
+        if self._ray is None:
+            return
+        have = self._ray.cluster_resources()
+        for batch in batches(cells):
+            opts = task_options(batch[0][1], ctx.device.type)
+            for key, name in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
+                if opts[key] > have.get(name, 0):
+                    raise ConfigError(
+                        f"{batch[0][1].run_name}: its system asks for {opts[key]:g} {name} per batch "
+                        f"(resources in its config file) but the Ray cluster has {have.get(name, 0):g}; "
+                        f"give the cluster {name}s or use another --device"
+                    )
 
     # ------------------------------------------------------------------ running
 
