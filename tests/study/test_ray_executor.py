@@ -188,39 +188,56 @@ def running_on(client, experiment: str, pids: set[int]):
             and int(r.data.tags.get("rdbench.pid", "0")) in pids]
 
 
-@pytest.mark.services
-@pytest.mark.slow
-def test_the_node_running_a_cell_killed_mid_grid_leaves_one_finished_run_per_cell(
-        ray_two_nodes, netns_tracking_server, tmp_path):
+def lstm_grid(folder, seeds: int) -> str:
+    """A grid file of ``seeds`` LSTM cells (smoke profile)."""
+    path = folder / f"lstm{seeds}.yaml"
+    path.write_text(f"description: {seeds} LSTM cells\nprofile: smoke\nseeds: {list(range(seeds))}\n"
+                    "cells:\n  - system: lstm\n    cases: [sine]\n")
+    return str(path)
+
+
+def grid_on_cluster(cluster, server, grid: str, epochs: int, until, act, timeout: float = 480):
+    """Run ``grid`` on the cluster; once ``until(client, experiment)`` is truthy, call ``act(driver, found)``;
+    return (the driver's exit status, its output, the experiment, a client on the server, what ``until`` found)."""
     from mlflow import MlflowClient
 
-    from rdbench import processes
-
-    cluster = ray_two_nodes
-    uri = netns_tracking_server.tracking_uri
-    client = MlflowClient(uri)
-    grid = tmp_path / "three.yaml"
-    grid.write_text("description: three LSTM cells of a few seconds\nprofile: smoke\nseeds: [0, 1, 2]\n"
-                    "cells:\n  - system: lstm\n    cases: [sine]\n")
-    experiment = f"ray-kill-{uuid.uuid4().hex[:8]}"
-    args = ["grid", str(grid), "--executor", "ray", "--address", cluster.address, "--experiment", experiment,
-            "--device", "cpu", "--no-report", "--set", "epochs=1500"]
-    proc = driver(cluster, args, uri)
+    client = MlflowClient(server.tracking_uri)
+    experiment = f"ray-{uuid.uuid4().hex[:8]}"
+    args = ["grid", grid, "--executor", "ray", "--address", cluster.address, "--experiment", experiment,
+            "--device", "cpu", "--no-report", "--set", f"epochs={epochs}"]
+    proc = driver(cluster, args, server.tracking_uri)
     try:
         deadline = time.monotonic() + 240
-        victim = []
-        while not victim:
+        found = None
+        while not found:
             assert proc.poll() is None, proc.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "no cell ever ran on the second node"
-            victim = running_on(client, experiment, set(processes.session_members(cluster.worker.pid)))
+            assert time.monotonic() < deadline, "the awaited cells never ran"
+            found = until(client, experiment)
             time.sleep(0.3)
-        cluster.kill_worker()
-        out = finish(proc, timeout=480)
+        act(proc, found)
+        out = finish(proc, timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, out[-3000:]
+    return proc.returncode, out, experiment, client, found
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_the_node_running_a_cell_killed_mid_grid_leaves_one_finished_run_per_cell(
+        ray_two_nodes, netns_tracking_server, tmp_path):
+    from rdbench import processes
+
+    cluster = ray_two_nodes
+
+    def on_second_node(client, experiment):
+        return running_on(client, experiment, set(processes.session_members(cluster.worker.pid)))
+
+    rc, out, experiment, client, victim = grid_on_cluster(
+        cluster, netns_tracking_server, lstm_grid(tmp_path, 3), 1500, on_second_node,
+        lambda *_: cluster.kill_worker())
+    assert rc == 0, out[-3000:]
 
     runs = [r for r in grid_runs(client, experiment) if r.data.tags.get("rdbench.kind") == "cell"]
     by_hash = collections.defaultdict(list)
@@ -245,31 +262,13 @@ def test_ctrl_c_on_the_driver_cancels_the_tasks_and_leaves_no_run_running(
         ray_two_nodes, netns_tracking_server, tmp_path):
     import signal
 
-    from mlflow import MlflowClient
+    def parent_and_both_cells_running(client, experiment):
+        return len([r for r in grid_runs(client, experiment) if r.info.status == "RUNNING"]) == 3
 
-    cluster = ray_two_nodes
-    uri = netns_tracking_server.tracking_uri
-    client = MlflowClient(uri)
-    grid = tmp_path / "two.yaml"
-    grid.write_text("description: two long LSTM cells\nprofile: smoke\nseeds: [0, 1]\n"
-                    "cells:\n  - system: lstm\n    cases: [sine]\n")
-    experiment = f"ray-ctrl-c-{uuid.uuid4().hex[:8]}"
-    args = ["grid", str(grid), "--executor", "ray", "--address", cluster.address, "--experiment", experiment,
-            "--device", "cpu", "--no-report", "--set", "epochs=100000"]
-    proc = driver(cluster, args, uri)
-    try:
-        deadline = time.monotonic() + 240
-        while len([r for r in grid_runs(client, experiment) if r.info.status == "RUNNING"]) < 3:  # parent + 2
-            assert proc.poll() is None, proc.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "the cells never started"
-            time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        out = finish(proc, timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 128 + signal.SIGINT, out[-3000:]
+    rc, out, experiment, client, _ = grid_on_cluster(
+        ray_two_nodes, netns_tracking_server, lstm_grid(tmp_path, 2), 100000, parent_and_both_cells_running,
+        lambda proc, _: proc.send_signal(signal.SIGINT), timeout=120)
+    assert rc == 128 + signal.SIGINT, out[-3000:]
     runs = grid_runs(client, experiment)
     assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}, [(r.info.run_name, r.info.status) for r in runs]
     assert all(r.data.tags.get("rdbench.error") for r in runs)
