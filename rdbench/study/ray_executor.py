@@ -162,12 +162,12 @@ class RayExecutor:
             raise ConfigError("--workers sizes a local Ray instance; a cluster (--address) has the CPUs its nodes "
                               "were started with")
         kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
-        if self.address is None:
+        if self.address is None:  # "local": a new instance, never a cluster found on this machine
             kwargs.update(num_cpus=self.num_cpus, include_dashboard=False)
         if not ray.is_initialized():
             self._owns = True
             try:
-                ray.init(address=self.address, **kwargs)
+                ray.init(address=self.address or "local", **kwargs)
             except Exception as exc:  # noqa: BLE001 - no address, a refused token, a version mismatch: one line
                 where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray instance"
                 raise ConfigError(f"cannot connect to {where}: {one_line(exc)[:REASON_CHARS]} (a cluster with "
