@@ -75,6 +75,22 @@ def phase(system, feed, kill, seeds, profile, sets, max_memory, device, experime
     run_map(plan, rows, budget, ctx.device, experiment, resume, out_dir)
 
 
+def plan_grid_maps(grid_plan, overrides, device) -> list[tuple]:
+    """The ``phase:`` entries of a grid file as (plan, rows per chunk, budget), all checked before any run."""
+    from rdbench.config import ConfigError
+    from rdbench.phase.plan import plan_map, size_chunks
+
+    maps = []
+    for index, entry in enumerate(grid_plan.spec.phase):
+        try:
+            planned = plan_map(entry.system, entry.feed, entry.kill, entry.seeds or grid_plan.spec.seeds,
+                               entry.profile or grid_plan.spec.profile, {**entry.overrides, **overrides})
+            maps.append((planned, *size_chunks(planned, device, entry.max_memory)))
+        except ConfigError as exc:
+            raise ConfigError(f"{grid_plan.path}: phase[{index}] (system {entry.system!r}): {exc}") from None
+    return maps
+
+
 def run_map(plan, rows: int, budget: int, device, experiment: str | None, resume: bool, out_dir: str | None,
             parent_run_id: str | None = None) -> None:
     """Run one planned map, printing a line per chunk and its cost (also what `rdbench grid` calls)."""

@@ -76,8 +76,7 @@ def heatmap(summary: pd.DataFrame, column: str, title: str, cmap: str,
             lo, hi = 10**-span, 10**span
         norm = LogNorm(lo, hi if hi > lo else lo * 10)
     fig, ax = plt.subplots(figsize=(7.5, 6))
-    colours = plt.get_cmap(cmap).copy()
-    colours.set_bad("lightgrey")
+    colours = plt.get_cmap(cmap).with_extremes(bad="lightgrey")
     masked = np.ma.masked_where(~np.isfinite(values) | (values <= 0), values)
     image = ax.imshow(masked, origin="lower", aspect="auto", cmap=colours, norm=norm,
                       extent=(*_extent(kills), *_extent(feeds)), interpolation="nearest")
@@ -101,8 +100,7 @@ def mosaic(points: pd.DataFrame, tiles: np.ndarray, marked: Mapping[str, tuple[f
         canvas[i * tile : (i + 1) * tile, j * tile : (j + 1) * tile] = tiles[int(row["point"])][::-1]
     size = min(14.0, max(6.0, 1.0 + 0.35 * max(len(feeds), len(kills))))
     fig, ax = plt.subplots(figsize=(size * 1.15, size))
-    colours = plt.get_cmap("magma").copy()
-    colours.set_bad("lightgrey")
+    colours = plt.get_cmap("magma").with_extremes(bad="lightgrey")
     image = ax.imshow(np.ma.masked_invalid(canvas), origin="lower", aspect="auto", cmap=colours,
                       extent=(*_extent(kills), *_extent(feeds)), interpolation="nearest")
     fig.colorbar(image, ax=ax, label="final v")
