@@ -87,6 +87,7 @@ print(f"command wall time {end - start:.1f} s (with start-up, compile, labels an
 print(f"map wall time     {m['wall_time_s']:.1f} s (sum over chunks)")
 print(f"cell updates      {m['cell_updates']:.4g}")
 print(f"cell-updates/s    {m['cell_updates_per_s']:.4g}")
+print(f"peak memory       RSS {m['peak_rss_mib']:.0f} MiB" + (f", CUDA {m['peak_device_mib']:.0f} MiB" if "peak_device_mib" in m else ""))
 print(f"bandwidth floor   {floor:.2f} s = {m['cell_updates']:.4g} x {per_update:.0f} B / {bandwidth / 1e9:.0f} GB/s "
       f"(at most {bandwidth / per_update:.4g} cell-updates/s)")
 print(f"reached           {floor / m['wall_time_s']:.1%} of the bandwidth bound")

@@ -117,7 +117,9 @@ def run_map(plan, rows: int, budget: int, device, experiment: str | None, resume
         labels = ", ".join(f"{k} {v}" for k, v in result.table["label"].value_counts().items())
         click.echo(f"{plan.name}: {len(result.table)} points ({result.chunks_run} chunks run, "
                    f"{result.chunks_reused} reused) in {result.wall_time_s:.1f} s, "
-                   f"{result.cell_updates_per_s:.3g} cell-updates/s; {labels}; run {result.run_id}")
+                   f"{result.cell_updates_per_s:.3g} cell-updates/s, peak RSS {result.peak_rss_mib:.0f} MiB"
+                   + (f", peak CUDA {result.peak_device_mib:.0f} MiB" if result.peak_device_mib is not None else "")
+                   + f"; {labels}; run {result.run_id}")
     if out_dir:
         with one_line_errors(*store_errors(), OSError):
             Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ stopped by ``chunk_limit``), FAILED on an error; never left RUNNING.
 from __future__ import annotations
 
 import contextlib
+import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -53,6 +54,9 @@ class PhaseResult:
     chunks_reused: int = 0
     wall_time_s: float = 0.0
     cell_updates: int = 0
+
+    peak_rss_mib: float = 0.0  # this process's peak resident set
+    peak_device_mib: float | None = None  # CUDA: the peak allocated by torch
 
     @property
     def cell_updates_per_s(self) -> float:
@@ -132,6 +136,7 @@ def run_phase_map(
         per_chunk = table.drop_duplicates("chunk")
         result.wall_time_s = float(per_chunk["chunk_wall_s"].sum())
         result.cell_updates = int(per_chunk["chunk_cell_updates"].sum())
+        result.peak_rss_mib, result.peak_device_mib = peak_memory(device)
         _log_map(run, plan, table, np.stack([tiles[i] for i in range(len(plan.points))]), result)
     except BaseException as exc:  # Ctrl-C, SIGTERM, a store or simulation error: never left RUNNING
         with contextlib.suppress(Exception):
@@ -140,6 +145,16 @@ def run_phase_map(
     run.finish()
     result.status = FINISHED
     return result
+
+
+def peak_memory(device) -> tuple[float, float | None]:
+    """(peak resident set of this process, peak CUDA memory torch allocated or None) in MiB."""
+    import torch
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    if torch.device(device).type == "cuda":
+        return rss, torch.cuda.max_memory_allocated(device) / 2**20
+    return rss, None
 
 
 def _log_map(run: TrackedRun, plan: PhasePlan, table: pd.DataFrame, tiles: np.ndarray, result: PhaseResult) -> None:
@@ -157,6 +172,7 @@ def _log_map(run: TrackedRun, plan: PhasePlan, table: pd.DataFrame, tiles: np.nd
     run.log_metrics({
         "points": len(points), "wall_time_s": result.wall_time_s, "cell_updates": result.cell_updates,
         "cell_updates_per_s": result.cell_updates_per_s, "chunks_run": result.chunks_run,
-        "chunks_reused": result.chunks_reused,
+        "chunks_reused": result.chunks_reused, "peak_rss_mib": result.peak_rss_mib,
+        **({"peak_device_mib": result.peak_device_mib} if result.peak_device_mib is not None else {}),
         **{f"label_{name.replace('-', '_')}": int(counts.get(name, 0)) for name in LABELS},
     })

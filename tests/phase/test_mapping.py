@@ -41,7 +41,7 @@ def test_a_tiny_map_is_one_run_with_its_table_heatmaps_and_mosaic(experiment, ml
     assert run.data.params["feed"] == "0.02:0.06:3" and run.data.params["chunk_rows"] == "4"
     assert run.data.params["grid_size"] == "32" and run.data.params["steps"] == "200"
     m = run.data.metrics
-    assert m["points"] == 6 and m["cell_updates_per_s"] > 0 and m["wall_time_s"] > 0
+    assert m["points"] == 6 and m["cell_updates_per_s"] > 0 and m["wall_time_s"] > 0 and m["peak_rss_mib"] > 0
     assert sum(v for k, v in m.items() if k.startswith("label_")) == 6
     files = artifacts(mlflow_client, result.run_id)
     assert {"phase/points.csv", "phase/points.json", "phase/summary.csv"} <= files
