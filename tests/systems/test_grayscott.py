@@ -75,12 +75,39 @@ def test_unstable_dt_is_rejected_before_running():
         GrayScott().check(smoke(dt=3.0, grid_size=200, domain_length=2.0))
 
 
-def test_nan_stops_the_run_with_a_clear_error():
-    # a stable diffusion dt but an absurd feed rate: the reaction term explodes
-    s = smoke(feed=1.0e6)
-    sim = GrayScottSimulation([s], [0])
-    with pytest.raises(SimulationDiverged, match="NaN/Inf by step"):
-        sim.run(BalanceMeter(1, TERMS))
+def test_a_diverging_row_is_frozen_and_the_others_run_on_as_alone():
+    # a stable diffusion dt but an absurd feed rate: that row's reaction term explodes
+    normal, bad = smoke(), smoke(feed=1.0e6)
+    sim = GrayScottSimulation([normal, bad], [0, 0])
+    meter = BalanceMeter(2, TERMS)
+    assert sim.run(meter) == normal.steps  # no raise: the batch ran to the end
+    assert sim.diverged_at[0] == -1 and sim.diverged_at[1] > 0
+    assert sim.divergence(0) is None
+    assert str(sim.divergence(1)).startswith(f"Gray-Scott state became NaN/Inf by step {sim.diverged_at[1]} (feed=1e+06")
+    assert meter.stopped().tolist() == [False, True]
+    alone = GrayScottSimulation([normal], [0])
+    m = BalanceMeter(1, TERMS)
+    alone.run(m)
+    torch.testing.assert_close(sim.v[0], alone.v[0])
+    assert meter.result([0]).R == pytest.approx(m.result().R, rel=1e-6)
+    frozen = sim.v[1].clone()
+    sim.advance()
+    torch.testing.assert_close(sim.v[1], frozen, rtol=0, atol=0, equal_nan=True)  # frozen: no update
+
+
+def test_a_diverging_job_fails_alone_with_its_reason():
+    from rdbench.systems.base import Job, RunContext
+
+    class Sink:
+        def log_image(self, *a, **k):
+            pass
+
+    jobs = [Job("spot", 0, smoke(), Sink()), Job("spot", 1, smoke(feed=1.0e6), Sink())]
+    ok, failed = GrayScott().run(jobs, RunContext())
+    assert isinstance(failed, SimulationDiverged) and "seed=1" in str(failed) and "\n" not in str(failed)
+    (alone,) = GrayScott().run(jobs[:1], RunContext())
+    assert ok.balance.R == pytest.approx(alone.balance.R, rel=1e-6)
+    assert ok.controls["no_pattern"].R == pytest.approx(alone.controls["no_pattern"].R, rel=1e-6)
 
 
 def test_early_stop_freezes_the_series():
