@@ -12,8 +12,10 @@ from rdbench.systems.grayscott import (
     GrayScott,
     GrayScottSimulation,
     SimulationDiverged,
+    fill_halo,
     gray_scott_step,
     laplacian,
+    padded_laplacian,
 )
 
 
@@ -28,6 +30,51 @@ def test_laplacian_matches_scipy_with_periodic_wrap():
     for i in range(2):
         expected = scipy.ndimage.laplace(x[i].numpy(), mode="wrap") / dx**2
         np.testing.assert_allclose(ours[i], expected, rtol=1e-12, atol=1e-8)
+
+
+def test_padded_laplacian_equals_the_periodic_one():
+    x = torch.rand(3, 2, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    padded = torch.zeros(3, 2, 11, 11, dtype=torch.float64)
+    padded[..., 1:-1, 1:-1] = x
+    fill_halo(padded)
+    torch.testing.assert_close(padded_laplacian(padded, 0.1), laplacian(x, 0.1), rtol=1e-12, atol=1e-12)
+
+
+def test_one_step_of_the_simulation_is_the_reference_step():
+    """The in-place step on the padded state (eager here) computes Eq. (1) and Eqs. (12), (15) as written."""
+    s = smoke(dtype="float64")
+    sim = GrayScottSimulation([smoke(dtype="float64"), smoke("stripe", dtype="float64")], [0, 1])
+    u, v = sim.u.clone(), sim.v.clone()
+    meter = BalanceMeter(2, TERMS)
+    sim.advance(meter, 0)
+    ref = gray_scott_step(u, v, sim.feed, sim.kill, s.diffusion_u, s.diffusion_v, s.dt, s.dx)
+    torch.testing.assert_close(sim.u, ref.u, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sim.v, ref.v, rtol=1e-12, atol=1e-12)
+    expected = BalanceMeter(2, TERMS)
+    expected.observe(0, [ref.reaction_v, ref.diffusion_v, ref.reaction_u, ref.diffusion_u])
+    for name in TERMS:
+        np.testing.assert_allclose(meter.result().norms[name], expected.result().norms[name], rtol=1e-10)
+
+
+def test_resident_memory_is_flat_in_the_number_of_steps():
+    """8 rows of 64x64, metrics every step: the resident set after 4N steps is that after N.
+
+    Not a timing test. A step that allocated one fresh row-sized array (128 KB) a step and kept
+    it would add 190 MB here; the tolerance covers the meter's own buffer (a few hundred KB).
+    """
+    psutil = pytest.importorskip("psutil")
+    s = smoke(**{"grid_size": 64, "steps": 2000, "initial.square_size": 10, "early_stop.tolerance": 0.0})
+    sim = GrayScottSimulation([s] * 8, list(range(8)))
+    meter = BalanceMeter(8, TERMS)
+    process = psutil.Process()
+    with torch.inference_mode():
+        for n in range(500):
+            sim.advance(meter, n)
+        after_n = process.memory_info().rss
+        for n in range(500, 2000):
+            sim.advance(meter, n)
+        after_4n = process.memory_info().rss
+    assert after_4n - after_n < 8 * 2**20, f"RSS grew by {(after_4n - after_n) / 2**20:.1f} MiB"
 
 
 def test_manufactured_steady_state_gives_ratio_one():
