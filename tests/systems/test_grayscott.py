@@ -211,3 +211,15 @@ def test_bench_rd_prints_the_ratios():
     assert result.exit_code == 0, result.output
     assert "ratio fused-with-metrics / numpy:" in result.output
     assert "recording metrics every step costs" in result.output
+
+
+def test_bench_rd_memory_prints_rss_at_both_marks_and_the_growth():
+    from click.testing import CliRunner
+
+    from rdbench.cli import main
+
+    args = ["bench", "rd", "--memory", "--eager", "--grid-size", "16", "--steps", "20", "--batch", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "after     20 steps:" in result.output and "after    200 steps:" in result.output
+    assert "growth from 20 to 200 steps:" in result.output and "(target <= 5 %)" in result.output
