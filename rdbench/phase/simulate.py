@@ -1,12 +1,13 @@
 """One chunk of a phase map: its points as rows of one Gray-Scott batch, measured and labelled.
 
-The rows advance together through :class:`~rdbench.systems.grayscott.GrayScottSimulation`
-(one tensor, CPU or CUDA) and feed one :class:`~rdbench.balance.BalanceMeter`. Each row
-gets its own M_react, M_diff (Eqs. 12, 15, 19), R (Eq. 18) and R_final (Eq. 20 at the
-last recorded step), from its own series: a row that stops early (the profile's
-early stop) or diverges keeps the series up to then. A row that turns NaN/Inf is
-frozen (set to the trivial state u = 1, v = 0, so it costs nothing more and never
-spreads NaN into a reduction), reported as diverged, and the others run on.
+The rows advance together through :meth:`GrayScottSimulation.run
+<rdbench.systems.grayscott.GrayScottSimulation.run>` (one tensor, CPU or CUDA, the
+profile's step: fused or eager) and feed one :class:`~rdbench.balance.BalanceMeter`.
+Each row gets its own M_react, M_diff (Eqs. 12, 15, 19), R (Eq. 18) and R_final
+(Eq. 20 at the last recorded step), from its own series: a row that stops early (the
+profile's early stop) keeps the series up to then. A row that turns NaN/Inf is frozen
+by the simulation (``diverged_at``), reported as diverged with empty metrics, and the
+others run on unchanged.
 """
 
 from __future__ import annotations
@@ -37,10 +38,6 @@ class ChunkResult:
     cell_updates: int
 
 
-def _finite_rows(sim: GrayScottSimulation) -> torch.Tensor:
-    return torch.isfinite(sim.u).flatten(1).all(1) & torch.isfinite(sim.v).flatten(1).all(1)
-
-
 @torch.inference_mode()
 def run_chunk(points: Sequence[Point], rule: LabelRule, tile: int, device: torch.device | str = "cpu") -> ChunkResult:
     """Simulate ``points`` as one batch and return their table rows, tiles and the time it took."""
@@ -48,33 +45,19 @@ def run_chunk(points: Sequence[Point], rule: LabelRule, tile: int, device: torch
     settings = points[0].settings
     sim = GrayScottSimulation([p.settings for p in points], [p.seed for p in points], device)
     meter = BalanceMeter(sim.batch, TERMS, device=sim.device)
-    diverged = np.zeros(sim.batch, dtype=bool)
-    stop = settings.early_stop
-    for n in range(settings.steps):
-        recorded = n % settings.record_every == 0 or n == settings.steps - 1
-        check = (n + 1) % stop.check_every == 0 or n == settings.steps - 1
-        v_before = sim.v.clone() if (check and stop.tolerance > 0) else None
-        sim.advance(meter if recorded else None, n)
-        if not check:
-            continue
-        bad = ~_finite_rows(sim)
-        if bool(bad.any()):
-            rows = torch.nonzero(bad).flatten().cpu().numpy()
-            meter.stop_samples(rows[~diverged[rows]])
-            diverged[rows] = True
-            sim.u[bad], sim.v[bad] = 1.0, 0.0  # frozen: the trivial steady state
-        if v_before is not None and n + 1 >= stop.min_steps:
-            change = (sim.v - v_before).abs().flatten(1).mean(dim=1)
-            meter.stop_samples(torch.nonzero(change < stop.tolerance).flatten().cpu().numpy())
-        if meter.stopped().all():
-            break
+    sim.run(meter)  # a row that diverges is frozen there; the others run on
+    diverged = sim.diverged_at >= 0
     tiles = F.adaptive_avg_pool2d(sim.v.unsqueeze(1).float(), tile).squeeze(1).cpu().numpy()
+    tiles[diverged] = np.nan
     final_v = sim.v.cpu().numpy()
     stopped = meter.stopped()
     rows = []
     for i, point in enumerate(points):
         result = meter.result([i])
-        steps_run = int(result.steps[-1]) + 1 if stopped[i] and not diverged[i] else sim.steps_run
+        if diverged[i]:
+            steps_run = int(sim.diverged_at[i])
+        else:
+            steps_run = int(result.steps[-1]) + 1 if stopped[i] else sim.steps_run
         label, shape = label_point(final_v[i], result.R_t, rule, diverged=bool(diverged[i]))
         summary = result.summary()
         metrics = {k: (NAN if diverged[i] else summary[k]) for k in ("M_react", "M_diff", "R", "R_final")}
@@ -84,6 +67,5 @@ def run_chunk(points: Sequence[Point], rule: LabelRule, tile: int, device: torch
             "steps_run": steps_run, "early_stopped": bool(stopped[i] and not diverged[i]),
             "diverged": bool(diverged[i]),
         })
-    tiles[diverged] = np.nan
     cell_updates = sim.batch * settings.grid_size**2 * sim.steps_run
     return ChunkResult(rows, tiles.astype(np.float32), time.perf_counter() - start, cell_updates)
