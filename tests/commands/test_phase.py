@@ -30,7 +30,7 @@ def test_a_tiny_map_from_the_command_line(experiment, mlflow_client, runs_of, tm
     result = CliRunner().invoke(main, ["phase", *TINY, "--seed", "3", "--max-memory", "200KB",
                                        "--experiment", experiment, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "6 points in chunks of 2 rows" in result.output and "cell-updates/s" in result.output
+    assert "6 points in chunks of 3 rows" in result.output and "cell-updates/s" in result.output
     (run,) = phase_runs(mlflow_client, runs_of, experiment)
     assert run.info.status == "FINISHED" and run.info.run_name == "phase:rd 3x2 seeds=3 [smoke]"
     table = pd.read_csv(tmp_path / "phase" / "points.csv")
