@@ -18,9 +18,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rdbench"
 BELOW: dict[str, set[str]] = {
     "__main__": {"cli"},
     "cli": {"commands"},
-    "commands": {"study", "report", "bench", "container", "tracking", "systems", "balance", "config", "provenance",
+    "commands": {"study", "phase", "report", "bench", "container", "tracking", "systems", "balance", "config", "provenance",
                  "processes"},
     "study": {"tracking", "systems", "balance", "config", "provenance"},
+    "phase": {"study", "tracking", "systems", "balance", "config", "provenance"},  # maps over (F, k)
     "report": {"tracking", "config", "provenance"},  # the report reads the store, never a system
     "bench": {"tracking", "systems", "balance", "config", "provenance", "processes"},
     "container": {"config", "provenance"},  # no torch, no MLflow: fails fast without an engine
@@ -31,7 +32,7 @@ BELOW: dict[str, set[str]] = {
     "provenance": set(),
     "processes": set(),
 }
-ONLY_IN = {"click": {"commands"}, "mlflow": {"tracking", "study", "report", "commands", "bench"}}
+ONLY_IN = {"click": {"commands"}, "mlflow": {"tracking", "study", "phase", "report", "commands", "bench"}}
 
 
 def module_name(path: Path) -> str:

@@ -27,6 +27,7 @@ COMMANDS = {
     "figures": "rdbench.commands.figures:figures",
     "grid": "rdbench.commands.grid:grid",
     "oracle": "rdbench.commands.oracle:oracle",
+    "phase": "rdbench.commands.phase:phase",
     "run": "rdbench.commands.run:run",
     "server": "rdbench.commands.server:server",
     "table": "rdbench.commands.table:table",

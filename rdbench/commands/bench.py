@@ -19,16 +19,29 @@ def bench() -> None:
 
 @bench.command("rd")
 @click.option("--grid-size", default=256, show_default=True, type=Positive, help="Cells per side.")
-@click.option("--steps", default=300, show_default=True, type=Positive, help="Steps per timed round.")
+@click.option("--steps", default=300, show_default=True, type=Positive,
+              help="Steps per timed round (with --memory: the first mark; the second is 10x).")
 @click.option("--batch", default=1, show_default=True, type=Positive, help="Samples advanced together.")
 @rounds_option
 @device_choice
-def bench_rd(grid_size, steps, batch, rounds, device) -> None:
+@click.option("--threads", default=None, type=Positive, help="torch CPU threads. Default: PyTorch's.")
+@click.option("--memory", is_flag=True,
+              help="Instead of timing: resident memory after --steps and 10x --steps steps, and its growth.")
+@click.option("--eager", is_flag=True, help="With --memory: the eager step (compile: false) instead of the fused one.")
+def bench_rd(grid_size, steps, batch, rounds, device, threads, memory, eager) -> None:
     """Gray-Scott throughput: rdbench (eager and fused) against a numpy np.roll step."""
-    from rdbench.bench.rd import bench_rd as measure
+    import torch
 
+    from rdbench.bench.rd import bench_rd as measure
+    from rdbench.bench.rd import bench_rd_memory
+
+    if threads:
+        torch.set_num_threads(threads)
     with one_line_errors(ValueError):
-        measure(grid_size, steps, batch, rounds, device, echo=click.echo)
+        if memory:
+            bench_rd_memory(grid_size, steps, batch, device, compile=not eager, echo=click.echo)
+        else:
+            measure(grid_size, steps, batch, rounds, device, echo=click.echo)
 
 
 @bench.command("lstm")

@@ -47,7 +47,8 @@ def executor_for(kind: str, address: str | None, workers: int | None, uri: str):
         "  rdbench grid paper --only 'rd/*' --force\n\n"
         "  rdbench grid paper --executor ray       # each batch a Ray task (docs/scale-out.md)\n\n"
         "A cell whose identical resolved config already has a FINISHED run in the\n"
-        "experiment is skipped (its run is reused); --force reruns it."
+        "experiment is skipped (its run is reused); --force reruns it. The grid's phase\n"
+        "maps (its `phase:` entries) run after its cells, unless --only is given."
     ),
 )
 @click.argument("grid_file")
@@ -78,6 +79,7 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
     Every cell (system x case x seed) is a child run. A failing cell is marked
     FAILED and the others go on; the command then exits non-zero.
     """
+    from rdbench.commands.phase import plan_grid_maps, run_map
     from rdbench.study.execution import run_grid
     from rdbench.study.grid import plan_grid
     from rdbench.study.runner import check_memory, failure_summary
@@ -87,6 +89,8 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
     with one_line_errors():
         plan = plan_grid(grid_file, only, parse_sets(sets))
     ctx = run_context(device, data_dir, resume)
+    with one_line_errors():
+        maps = [] if only else plan_grid_maps(plan, parse_sets(sets), ctx.device)  # --only picks cells
     with one_line_errors():
         check_memory(plan.cells, ctx.device)
     client = open_tracking()
@@ -108,6 +112,8 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
                f"then {compare_url(result.experiment_id, view=grid_view(result.parent_run_id))}")
     if report and (result.count("FINISHED") or result.count("SKIPPED")):
         print_report(experiment, result.parent_run_id, out_dir, log_scale=log_scale)
+    for phase_plan, rows, budget in maps:
+        run_map(phase_plan, rows, budget, ctx.device, experiment, resume, None, parent_run_id=result.parent_run_id)
     failed = failure_summary(result.reports)
     if failed:
         raise CliError(failed)

@@ -33,15 +33,30 @@ class GridEntry(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted setting -> value")
 
 
+class PhaseEntry(BaseModel):
+    """A phase map of a grid file (``rdbench phase``'s arguments; planned by :mod:`rdbench.phase`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: str = Field(description="a system with a conf/phase/<system>.yaml (rd)")
+    feed: str = Field(description="START:STOP:N")
+    kill: str = Field(description="START:STOP:N")
+    seeds: list[NonNegativeInt] | None = Field(None, min_length=1, description="default: the grid's seeds")
+    profile: str | None = Field(None, description="default: the grid's profile")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted setting -> value")
+    max_memory: str | None = Field(None, description="as --max-memory (default: a fraction of the device's)")
+
+
 class GridFile(BaseModel):
-    """The schema of ``conf/<grid>.yaml``."""
+    """The schema of ``conf/<grid>.yaml``: cells, phase maps, or both."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str
     profile: str = Field(description="profile of every entry that names none")
     seeds: list[NonNegativeInt] = Field(min_length=1, description="seeds of every entry that names none")
-    cells: list[GridEntry] = Field(min_length=1)
+    cells: list[GridEntry] = Field(default_factory=list)
+    phase: list[PhaseEntry] = Field(default_factory=list, description="phase maps, run after the cells")
 
 
 @dataclass
@@ -83,6 +98,8 @@ def plan_grid(
     ``rd/*``, ``rd/spot/seed=1``); ``overrides`` (``--set``) apply to every selected cell.
     """
     path, spec = load_grid(name_or_path)
+    if not spec.cells and not spec.phase:
+        raise ConfigError(f"{path}: 'cells' is empty and there is no 'phase' map; a grid needs at least one")
     cells: list[Cell] = []
     where: dict[str, str] = {}
     for index, entry in enumerate(spec.cells):

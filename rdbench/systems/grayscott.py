@@ -13,29 +13,52 @@ the extra series ``reaction_u`` and ``diffusion_u``.
 Solver and measurement are kept apart: :class:`GrayScottSimulation` advances a
 batch (one row per feed rate x seed, all in one tensor, on CPU or CUDA) and hands
 norms to a :class:`~rdbench.balance.BalanceMeter`; it never computes a metric itself.
-One step is a pure function (:func:`gray_scott_step`) that returns its named
-parts; the measured variant computes the norms in the same pass so that
-``torch.compile`` can fuse stencil, update and reductions into one kernel.
+One step is a pure function (:func:`gray_scott_step`, the reference) that returns
+its named parts.
+
+Speed and memory. The state lives in two preallocated buffers (u and v with a
+one-cell periodic halo, current and next, swapped every step). The default step
+(``compile: true``) is one torch.compile'd kernel on CPU and CUDA alike: it reads the
+four neighbours as shifted slices of the padded state (a ``torch.roll`` makes the
+CPU kernel compute ``index mod N`` per cell and gather), writes the update straight
+into the next buffer and reduces the four term norms in the same call. The eager step
+(``compile: false``) runs the same equations op by op into five buffers allocated
+once. Neither allocates anything the size of the grid per step.
+
+Why that matters: the resident set of a long CPU run used to grow without bound
+(a 12-row 256x256 batch: ~250 MB/s, OOM-killed at 24 GB). Each step allocated a
+dozen fresh multi-megabyte tensors; glibc's malloc serves blocks above its mmap
+threshold with mmap, but raises that threshold (up to 32 MB) each time such a block
+is freed, so from then on they come from the heap, where freed blocks interleaved
+with small long-lived allocations (tensor metadata, the meter) fragment it and are
+never returned to the system. ``MALLOC_MMAP_THRESHOLD_`` hid it; allocating the
+grid-sized arrays once removes the cause.
+
+Divergence is per row: a row whose state turns NaN/Inf is frozen and reported on its
+own (:attr:`GrayScottSimulation.diverged_at`), and the others run on unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
-from rdbench.balance import DIFFUSION, REACTION, BalanceMeter, term_norms
+from rdbench.balance import DIFFUSION, REACTION, BalanceMeter
 from rdbench.config import ConfigError, Settings
 from rdbench.systems.base import Job, Outcome, RunContext, System
 
 TERMS = (REACTION, DIFFUSION, "reaction_u", "diffusion_u")
 MIN_RECORDED_STEPS = 10  # fewer recorded steps make R_t a handful of points and R meaningless
-LIVE_ARRAYS = 16  # full-grid arrays a step has alive at once: u, v, their next values, terms, stencil temporaries
+LIVE_ARRAYS = 9  # full-grid arrays a batch keeps: u, v, their next values and the eager step's 5 intermediates
+CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # compiled kernels kept across runs (default ~/.cache/rdbench/torchinductor)
 
 
 class InitialCondition(Settings):
@@ -142,15 +165,120 @@ def gray_scott_step(
     )
 
 
-def _advance(u, v, feed, kill, diffusion_u: float, diffusion_v: float, dt: float, dx: float):
-    s = gray_scott_step(u, v, feed, kill, diffusion_u, diffusion_v, dt, dx)
-    return s.u, s.v
+def padded_laplacian(p: torch.Tensor, dx: float) -> torch.Tensor:
+    """:func:`laplacian` of the interior of ``p``, a field with a one-cell periodic halo.
+
+    ``p`` is ``(..., N + 2, N + 2)`` whose border repeats the opposite edge (:func:`fill_halo`):
+    the four neighbours are plain shifted slices, so a compiled kernel reads them with
+    contiguous vector loads instead of computing ``index mod N`` per cell.
+    """
+    x = p[..., 1:-1, 1:-1]
+    neighbours = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+    return (neighbours - 4 * x) / (dx * dx)
 
 
-def _advance_measured(u, v, feed, kill, diffusion_u: float, diffusion_v: float, dt: float, dx: float):
-    s = gray_scott_step(u, v, feed, kill, diffusion_u, diffusion_v, dt, dx)
-    norms = term_norms([s.reaction_v, s.diffusion_v, s.reaction_u, s.diffusion_u])
-    return s.u, s.v, norms
+def fill_halo(p: torch.Tensor) -> torch.Tensor:
+    """Copy each edge of the interior into the opposite halo (periodic wrap), in place."""
+    p[..., 0, 1:-1].copy_(p[..., -2, 1:-1])
+    p[..., -1, 1:-1].copy_(p[..., 1, 1:-1])
+    p[..., :, 0].copy_(p[..., :, -2])
+    p[..., :, -1].copy_(p[..., :, 1])
+    return p
+
+
+def _padded_terms(state, feed, kill, diffusion_u: float, diffusion_v: float, dx: float):
+    """u, v and the four rates of Eq. (1) (``reaction_v, diffusion_v, reaction_u, diffusion_u``,
+    the order of :data:`TERMS`) on the padded ``state``: ``(2, rows, N + 2, N + 2)``, u then v."""
+    u, v = state[0, :, 1:-1, 1:-1], state[1, :, 1:-1, 1:-1]
+    uvv = u * v * v
+    reaction_u = -uvv + feed * (1 - u)
+    reaction_v = uvv - (feed + kill) * v
+    diffusion_u_term = diffusion_u * padded_laplacian(state[0], dx)
+    diffusion_v_term = diffusion_v * padded_laplacian(state[1], dx)
+    return u, v, (reaction_v, diffusion_v_term, reaction_u, diffusion_u_term)
+
+
+def _update_into(state, u_out, v_out, feed, kill, diffusion_u: float, diffusion_v: float, dt: float, dx: float):
+    """Eq. (1) advanced by dt (explicit Euler), written into ``u_out``/``v_out``."""
+    u, v, (reaction_v, diffusion_v_term, reaction_u, diffusion_u_term) = _padded_terms(
+        state, feed, kill, diffusion_u, diffusion_v, dx)
+    u_out.copy_(u + dt * (reaction_u + diffusion_u_term))
+    v_out.copy_(v + dt * (reaction_v + diffusion_v_term))
+
+
+def _term_norms(state, feed, kill, diffusion_u: float, diffusion_v: float, dx: float):
+    """Per row, the L2 norm of each rate over the grid (Eqs. 12, 15 and the activator's pair):
+    ``(rows, 4)``. Reduced over the grid's two dims (the halo makes a flattened view strided)."""
+    _, _, terms = _padded_terms(state, feed, kill, diffusion_u, diffusion_v, dx)
+    return torch.stack([torch.linalg.vector_norm(t, dim=(-2, -1)) for t in terms], dim=1)
+
+
+def _measured_update_into(state, u_out, v_out, feed, kill, diffusion_u: float, diffusion_v: float, dt: float,
+                          dx: float):
+    """:func:`_term_norms` of the state, then :func:`_update_into`: one compiled kernel."""
+    norms = _term_norms(state, feed, kill, diffusion_u, diffusion_v, dx)
+    _update_into(state, u_out, v_out, feed, kill, diffusion_u, diffusion_v, dt, dx)
+    return norms
+
+
+# Inductor keeps an expression read by several consumers (here each Laplacian: by the update and
+# by its norm) as a grid-sized temporary once it reads more than a few inputs; the update and the
+# norms then cost a full extra write and read, and a fresh grid-sized tensor per call. Raised, both
+# loops recompute the stencil from the state (cheap: it is in cache) and allocate nothing per call.
+FUSION_OPTIONS = {"realize_reads_threshold": 100, "realize_opcount_threshold": 1000,
+                  "realize_acc_reads_threshold": 100}
+
+_compiled: tuple | None = None
+
+
+def compiled_step():
+    """The fused step, compiled once per process; its kernels are kept on disk between runs
+    (``$TORCHINDUCTOR_CACHE_DIR``, by default ``~/.cache/rdbench/torchinductor``). The batch
+    dimension turns dynamic on the second batch size seen: one kernel serves every chunk size."""
+    global _compiled
+    if _compiled is None:
+        os.environ.setdefault(CACHE_ENV, str(Path.home() / ".cache" / "rdbench" / "torchinductor"))
+        _compiled = (torch.compile(_update_into, options=FUSION_OPTIONS),
+                     torch.compile(_measured_update_into, options=FUSION_OPTIONS))
+    update, measured_update = _compiled
+
+    def step(state, u_out, v_out, feed, kill, diffusion_u, diffusion_v, dt, dx, measured):
+        if measured:
+            return measured_update(state, u_out, v_out, feed, kill, diffusion_u, diffusion_v, dt, dx)
+        update(state, u_out, v_out, feed, kill, diffusion_u, diffusion_v, dt, dx)
+        return None
+
+    return step
+
+
+class _EagerStep:
+    """:func:`_update_into` and :func:`_term_norms` op by op, every intermediate in a buffer allocated once (``compile: false``)."""
+
+    def __init__(self, like: torch.Tensor, feed: torch.Tensor, kill: torch.Tensor):
+        self.uvv, self.ru, self.rv, self.lu, self.lv = (torch.empty_like(like) for _ in range(5))
+        self.neg_feed = -feed
+        self.neg_loss = -(feed + kill)
+        self.norms = torch.empty((len(TERMS), like.shape[0]), dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def _laplacian(p: torch.Tensor, out: torch.Tensor, scale: float) -> torch.Tensor:
+        torch.add(p[:, :-2, 1:-1], p[:, 2:, 1:-1], out=out).add_(p[:, 1:-1, :-2]).add_(p[:, 1:-1, 2:])
+        return out.add_(p[:, 1:-1, 1:-1], alpha=-4.0).mul_(scale)
+
+    def __call__(self, state, u_out, v_out, feed, kill, diffusion_u, diffusion_v, dt, dx, measured):
+        u, v = state[0, :, 1:-1, 1:-1], state[1, :, 1:-1, 1:-1]
+        torch.mul(u, v, out=self.uvv).mul_(v)
+        torch.addcmul(feed, u, self.neg_feed, out=self.ru).sub_(self.uvv)  # F (1 - u) - u v^2
+        torch.addcmul(self.uvv, v, self.neg_loss, out=self.rv)  # u v^2 - (F + k) v
+        self._laplacian(state[0], self.lu, diffusion_u / (dx * dx))
+        self._laplacian(state[1], self.lv, diffusion_v / (dx * dx))
+        torch.add(self.ru, self.lu, out=u_out).mul_(dt).add_(u)
+        torch.add(self.rv, self.lv, out=v_out).mul_(dt).add_(v)
+        if not measured:
+            return None
+        for k, term in enumerate((self.rv, self.lv, self.ru, self.lu)):
+            torch.linalg.vector_norm(term, dim=(-2, -1), out=self.norms[k])
+        return self.norms.T
 
 
 def initial_state(
@@ -173,7 +301,26 @@ def initial_state(
 
 
 class GrayScottSimulation:
-    """A batch of Gray-Scott samples that share grid, dt and steps (feed, kill, seed per row)."""
+    """A batch of Gray-Scott samples that share grid, dt and steps (feed, kill, seed per row).
+
+    The batch interface (what the runner and the phase map build on):
+
+    * ``GrayScottSimulation(settings, seeds, device)``: one row per (settings, seed) pair;
+      rows may differ in ``feed``, ``kill`` and the initial condition, nothing else.
+    * :meth:`run` ``(meter, progress=None) -> steps run``: advances every row, recording the
+      term norms of row ``i`` as sample ``i`` of the :class:`BalanceMeter`. It never raises
+      for a diverging row.
+    * :attr:`diverged_at`: per row, the step by which its state was found NaN/Inf (-1: never).
+      A diverged row is frozen (its fields stop updating), its meter series is stopped there,
+      and the other rows run on exactly as they would alone. :meth:`divergence` gives the
+      :class:`SimulationDiverged` of a row (one line naming its step, F, k and seed) or None.
+    * :attr:`u`, :attr:`v`: the current fields, ``(rows, N, N)`` on ``device``.
+
+    Memory is allocated once: the state (u and v with a one-cell periodic halo, see
+    :func:`fill_halo`) and its next value, swapped every step, and, for the eager step, its
+    five intermediates. Nothing the size of the grid
+    is allocated per step, so the resident set stays flat however long the run.
+    """
 
     def __init__(
         self,
@@ -183,68 +330,101 @@ class GrayScottSimulation:
     ):
         first = settings[0]
         self.settings = first
+        self.seeds = list(seeds)
         self.device = torch.device(device)
         self.dtype = getattr(torch, first.dtype)
         if first.flush_denormal:
             torch.set_flush_denormal(True)
         starts = [initial_state(s, seed, self.dtype) for s, seed in zip(settings, seeds, strict=True)]
-        self.u = torch.stack([p[0] for p in starts]).to(self.device)
-        self.v = torch.stack([p[1] for p in starts]).to(self.device)
+        n = first.grid_size
+        self._state = torch.empty((2, len(settings), n + 2, n + 2), dtype=self.dtype, device=self.device)
+        for field in (0, 1):
+            self._state[field, :, 1:-1, 1:-1].copy_(torch.stack([p[field] for p in starts]))
+        fill_halo(self._state)
+        self._spare = torch.empty_like(self._state)
+        del starts
         shape = (len(settings), 1, 1)
         self.feed = torch.tensor([s.feed for s in settings], dtype=self.dtype, device=self.device).view(shape)
         self.kill = torch.tensor([s.kill for s in settings], dtype=self.dtype, device=self.device).view(shape)
         self.constants = (first.diffusion_u, first.diffusion_v, first.dt, first.dx)
-        if first.compile:
-            self._step = torch.compile(_advance, dynamic=False)
-            self._step_measured = torch.compile(_advance_measured, dynamic=False)
-        else:
-            self._step, self._step_measured = _advance, _advance_measured
+        self._step = compiled_step() if first.compile else _EagerStep(self.u, self.feed, self.kill)
+        self.diverged_at = np.full(len(settings), -1, dtype=np.int64)
+        self._frozen: list[int] = []
         self.steps_run = 0
 
     @property
+    def u(self) -> torch.Tensor:
+        """The activator field of every row, ``(rows, N, N)`` (a view of the padded state)."""
+        return self._state[0, :, 1:-1, 1:-1]
+
+    @property
+    def v(self) -> torch.Tensor:
+        """The inhibitor field of every row, ``(rows, N, N)``."""
+        return self._state[1, :, 1:-1, 1:-1]
+
+    @property
     def batch(self) -> int:
-        return self.u.shape[0]
+        return self._state.shape[1]
 
     def advance(self, meter: BalanceMeter | None = None, step: int = 0) -> None:
         """One step; when ``meter`` is given, the step's term norms are recorded into it."""
-        if meter is None:
-            self.u, self.v = self._step(self.u, self.v, self.feed, self.kill, *self.constants)
-        else:
-            self.u, self.v, norms = self._step_measured(self.u, self.v, self.feed, self.kill, *self.constants)
+        nxt = self._spare
+        u_next, v_next = nxt[0, :, 1:-1, 1:-1], nxt[1, :, 1:-1, 1:-1]
+        norms = self._step(self._state, u_next, v_next, self.feed, self.kill, *self.constants, meter is not None)
+        for row in self._frozen:
+            u_next[row].copy_(self.u[row])
+            v_next[row].copy_(self.v[row])
+        fill_halo(nxt)
+        self._spare, self._state = self._state, nxt
+        if meter is not None:
             meter.record(step, norms)
         self.steps_run += 1
 
     @torch.inference_mode()
     def run(self, meter: BalanceMeter, progress=None) -> int:
-        """Run ``steps`` steps (or until every sample has stopped early); return steps run."""
+        """Run ``steps`` steps (or until every row has stopped early or diverged); return steps run."""
         s = self.settings
         stop = s.early_stop
         for n in range(s.steps):
             recorded = n % s.record_every == 0 or n == s.steps - 1
             check = (n + 1) % stop.check_every == 0 or n == s.steps - 1
-            v_before = self.v if (check and stop.tolerance > 0) else None
             self.advance(meter if recorded else None, n)
             if progress is not None:
                 progress.update(1)
             if check:
-                self._check_finite(n)
-                if v_before is not None and n + 1 >= stop.min_steps:
-                    change = (self.v - v_before).abs().flatten(1).mean(dim=1)
-                    converged = torch.nonzero(change < stop.tolerance).flatten().cpu().numpy()
-                    meter.stop_samples(converged)
-                    if meter.stopped().all():
-                        break
+                self._freeze_diverged(n, meter)
+                if stop.tolerance > 0 and n + 1 >= stop.min_steps:
+                    # the previous v is in the spare buffer, which the next step overwrites anyway
+                    change = self._spare[1, :, 1:-1, 1:-1].sub_(self.v).abs_().mean(dim=(-2, -1))
+                    meter.stop_samples(torch.nonzero(change < stop.tolerance).flatten().cpu().numpy())
+                if meter.stopped().all():
+                    break
         return self.steps_run
 
-    def _check_finite(self, step: int) -> None:
-        bad = ~(torch.isfinite(self.u).flatten(1).all(1) & torch.isfinite(self.v).flatten(1).all(1))
-        if bool(bad.any()):
-            rows = torch.nonzero(bad).flatten().tolist()
-            feeds = [round(float(self.feed[r]), 6) for r in rows]
-            raise SimulationDiverged(
-                f"Gray-Scott state became NaN/Inf by step {step + 1} (rows {rows}, feed {feeds}); "
-                f"dt={self.settings.dt} may be too large for these rates"
-            )
+    def _freeze_diverged(self, step: int, meter: BalanceMeter) -> None:
+        """Freeze the rows whose state is no longer finite and stop their series.
+
+        A row's sum is NaN/Inf iff one of its entries is, or when entries pass ~1e38 / N^2
+        in float32: diverged either way. Two small reductions, no grid-sized temporary.
+        """
+        totals = self.u.sum(dim=(-2, -1)) + self.v.sum(dim=(-2, -1))
+        bad = torch.nonzero(~torch.isfinite(totals)).flatten().cpu().tolist()
+        new = [row for row in bad if self.diverged_at[row] < 0]
+        if new:
+            self.diverged_at[new] = step + 1
+            self._frozen.extend(new)
+            meter.stop_samples(new)
+
+    def divergence(self, row: int) -> SimulationDiverged | None:
+        """Why ``row`` failed (one line: its step, F, k, seed and dt), or None if it stayed finite."""
+        step = int(self.diverged_at[row])
+        if step < 0:
+            return None
+        return SimulationDiverged(
+            f"Gray-Scott state became NaN/Inf by step {step} (feed={float(self.feed[row]):.6g}, "
+            f"kill={float(self.kill[row]):.6g}, seed={self.seeds[row]}); "
+            f"dt={self.settings.dt} may be too large for these rates"
+        )
 
 
 def reference_settings(settings: GrayScottSettings, start: ReferenceStart) -> GrayScottSettings:
@@ -281,18 +461,24 @@ class GrayScott(System):
             )
 
     def memory_bytes(self, settings: Sequence[GrayScottSettings]) -> int:
-        """Rows (jobs and their control rows) x N^2 cells x bytes x the arrays a step keeps alive."""
+        """Rows (jobs and their control rows) x (N + 2)^2 cells (with the halo) x bytes x the arrays
+        a batch keeps (:data:`LIVE_ARRAYS`; the fused step needs 4 of the 9, the eager one all)."""
         first = settings[0]
         rows = len(settings) * (1 + len(first.controls))
         itemsize = 4 if first.dtype == "float32" else 8
-        return rows * first.grid_size**2 * itemsize * LIVE_ARRAYS
+        return rows * (first.grid_size + 2) ** 2 * itemsize * LIVE_ARRAYS
 
     def group_key(self, settings: GrayScottSettings) -> str:
         shared = settings.model_dump(mode="json", exclude={"feed", "kill"})
         return json.dumps(shared, sort_keys=True)
 
-    def run(self, jobs: Sequence[Job], ctx: RunContext) -> list[Outcome]:
-        """One batch: the jobs' rows, then one row per (control, job) from its reference start."""
+    def run(self, jobs: Sequence[Job], ctx: RunContext) -> list[Outcome | BaseException]:
+        """One batch: the jobs' rows, then one row per (control, job) from its reference start.
+
+        A job whose row (or one of its control rows) diverged gets its
+        :class:`SimulationDiverged` in place of an Outcome: its cell fails with that one-line
+        reason while the other jobs of the batch finish with the results they have alone.
+        """
         settings = [job.settings for job in jobs]
         for s in settings:
             self.check(s)
@@ -306,8 +492,16 @@ class GrayScott(System):
         with ctx.progress(settings[0].steps, f"gray-scott x{sim.batch}") as bar:
             steps_run = sim.run(meter, bar)
         stopped = meter.stopped()
-        outcomes = []
+        outcomes: list[Outcome | BaseException] = []
         for row, job in enumerate(jobs):
+            job_rows = [row + k * len(jobs) for k in range(1 + len(control_names))]
+            diverged = [r for r in job_rows if sim.diverged_at[r] >= 0]
+            if diverged:
+                failure = sim.divergence(diverged[0])
+                if diverged[0] != row:
+                    failure = SimulationDiverged(f"control {control_names[diverged[0] // len(jobs) - 1]}: {failure}")
+                outcomes.append(failure)
+                continue
             job.recorder.log_figure(field_figure(sim.u[row], "u", "viridis", job, meter, row, steps_run), "fields/final_u.png")
             job.recorder.log_figure(field_figure(sim.v[row], "v", "magma", job, meter, row, steps_run), "fields/final_v.png")
             result = meter.result([row])

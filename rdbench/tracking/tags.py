@@ -15,6 +15,7 @@ On a grid's parent: ``rdbench.grid`` (the grid's name) and ``rdbench.grid_file``
 TAG_KIND = "rdbench.kind"
 KIND_CELL = "cell"
 KIND_GRID = "grid"
+KIND_PHASE = "phase"  # a phase map over (F, k): one run, its table and figures
 
 TAG_SYSTEM = "rdbench.system"
 TAG_CASE = "rdbench.case"
@@ -25,6 +26,7 @@ TAG_HASH = "rdbench.config_hash"
 TAG_ERROR = "rdbench.error"
 TAG_GRID = "rdbench.grid"
 TAG_GRID_FILE = "rdbench.grid_file"
+TAG_PHASE_HASH = "rdbench.phase_hash"  # a phase map's config hash: a killed map resumes from its run
 
 TAG_GIT = "mlflow.source.git.commit"
 TAG_PARENT = "mlflow.parentRunId"

@@ -139,7 +139,7 @@ def test_mlflow_run_id_becomes_the_parent(experiment, mlflow_client, monkeypatch
 
 
 BAD_FILES = {
-    "unknown top key": ({"seed": [2]}, ["unknown key 'seed'", "allowed keys: cells, description, profile, seeds"]),
+    "unknown top key": ({"seed": [2]}, ["unknown key 'seed'", "allowed keys: cells, description, phase, profile, seeds"]),
     "unknown entry key": ({"cells": [{"system": "rd", "cases": ["spot"], "seed": [1]}]},
                           ["unknown key 'cells.0.seed'", "allowed keys: cases, overrides, profile, seeds, system"]),
     "misspelt key": ({"cells": [{"sytem": "rd", "cases": ["spot"]}]}, ["unknown key 'cells.0.sytem'; allowed keys: cases"]),

@@ -12,8 +12,10 @@ from rdbench.systems.grayscott import (
     GrayScott,
     GrayScottSimulation,
     SimulationDiverged,
+    fill_halo,
     gray_scott_step,
     laplacian,
+    padded_laplacian,
 )
 
 
@@ -28,6 +30,51 @@ def test_laplacian_matches_scipy_with_periodic_wrap():
     for i in range(2):
         expected = scipy.ndimage.laplace(x[i].numpy(), mode="wrap") / dx**2
         np.testing.assert_allclose(ours[i], expected, rtol=1e-12, atol=1e-8)
+
+
+def test_padded_laplacian_equals_the_periodic_one():
+    x = torch.rand(3, 2, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    padded = torch.zeros(3, 2, 11, 11, dtype=torch.float64)
+    padded[..., 1:-1, 1:-1] = x
+    fill_halo(padded)
+    torch.testing.assert_close(padded_laplacian(padded, 0.1), laplacian(x, 0.1), rtol=1e-12, atol=1e-12)
+
+
+def test_one_step_of_the_simulation_is_the_reference_step():
+    """The in-place step on the padded state (eager here) computes Eq. (1) and Eqs. (12), (15) as written."""
+    s = smoke(dtype="float64")
+    sim = GrayScottSimulation([smoke(dtype="float64"), smoke("stripe", dtype="float64")], [0, 1])
+    u, v = sim.u.clone(), sim.v.clone()
+    meter = BalanceMeter(2, TERMS)
+    sim.advance(meter, 0)
+    ref = gray_scott_step(u, v, sim.feed, sim.kill, s.diffusion_u, s.diffusion_v, s.dt, s.dx)
+    torch.testing.assert_close(sim.u, ref.u, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sim.v, ref.v, rtol=1e-12, atol=1e-12)
+    expected = BalanceMeter(2, TERMS)
+    expected.observe(0, [ref.reaction_v, ref.diffusion_v, ref.reaction_u, ref.diffusion_u])
+    for name in TERMS:
+        np.testing.assert_allclose(meter.result().norms[name], expected.result().norms[name], rtol=1e-10)
+
+
+def test_resident_memory_is_flat_in_the_number_of_steps():
+    """8 rows of 64x64, metrics every step: the resident set after 4N steps is that after N.
+
+    Not a timing test. A step that allocated one fresh row-sized array (128 KB) a step and kept
+    it would add 190 MB here; the tolerance covers the meter's own buffer (a few hundred KB).
+    """
+    psutil = pytest.importorskip("psutil")
+    s = smoke(**{"grid_size": 64, "steps": 2000, "initial.square_size": 10, "early_stop.tolerance": 0.0})
+    sim = GrayScottSimulation([s] * 8, list(range(8)))
+    meter = BalanceMeter(8, TERMS)
+    process = psutil.Process()
+    with torch.inference_mode():
+        for n in range(500):
+            sim.advance(meter, n)
+        after_n = process.memory_info().rss
+        for n in range(500, 2000):
+            sim.advance(meter, n)
+        after_4n = process.memory_info().rss
+    assert after_4n - after_n < 8 * 2**20, f"RSS grew by {(after_4n - after_n) / 2**20:.1f} MiB"
 
 
 def test_manufactured_steady_state_gives_ratio_one():
@@ -75,12 +122,39 @@ def test_unstable_dt_is_rejected_before_running():
         GrayScott().check(smoke(dt=3.0, grid_size=200, domain_length=2.0))
 
 
-def test_nan_stops_the_run_with_a_clear_error():
-    # a stable diffusion dt but an absurd feed rate: the reaction term explodes
-    s = smoke(feed=1.0e6)
-    sim = GrayScottSimulation([s], [0])
-    with pytest.raises(SimulationDiverged, match="NaN/Inf by step"):
-        sim.run(BalanceMeter(1, TERMS))
+def test_a_diverging_row_is_frozen_and_the_others_run_on_as_alone():
+    # a stable diffusion dt but an absurd feed rate: that row's reaction term explodes
+    normal, bad = smoke(), smoke(feed=1.0e6)
+    sim = GrayScottSimulation([normal, bad], [0, 0])
+    meter = BalanceMeter(2, TERMS)
+    assert sim.run(meter) == normal.steps  # no raise: the batch ran to the end
+    assert sim.diverged_at[0] == -1 and sim.diverged_at[1] > 0
+    assert sim.divergence(0) is None
+    assert str(sim.divergence(1)).startswith(f"Gray-Scott state became NaN/Inf by step {sim.diverged_at[1]} (feed=1e+06")
+    assert meter.stopped().tolist() == [False, True]
+    alone = GrayScottSimulation([normal], [0])
+    m = BalanceMeter(1, TERMS)
+    alone.run(m)
+    torch.testing.assert_close(sim.v[0], alone.v[0])
+    assert meter.result([0]).R == pytest.approx(m.result().R, rel=1e-6)
+    frozen = sim.v[1].clone()
+    sim.advance()
+    torch.testing.assert_close(sim.v[1], frozen, rtol=0, atol=0, equal_nan=True)  # frozen: no update
+
+
+def test_a_diverging_job_fails_alone_with_its_reason():
+    from rdbench.systems.base import Job, RunContext
+
+    class Sink:
+        def log_image(self, *a, **k):
+            pass
+
+    jobs = [Job("spot", 0, smoke(), Sink()), Job("spot", 1, smoke(feed=1.0e6), Sink())]
+    ok, failed = GrayScott().run(jobs, RunContext())
+    assert isinstance(failed, SimulationDiverged) and "seed=1" in str(failed) and "\n" not in str(failed)
+    (alone,) = GrayScott().run(jobs[:1], RunContext())
+    assert ok.balance.R == pytest.approx(alone.balance.R, rel=1e-6)
+    assert ok.controls["no_pattern"].R == pytest.approx(alone.controls["no_pattern"].R, rel=1e-6)
 
 
 def test_early_stop_freezes_the_series():
@@ -144,3 +218,15 @@ def test_bench_rd_prints_the_ratios():
     assert result.exit_code == 0, result.output
     assert "ratio fused-with-metrics / numpy:" in result.output
     assert "recording metrics every step costs" in result.output
+
+
+def test_bench_rd_memory_prints_rss_at_both_marks_and_the_growth():
+    from click.testing import CliRunner
+
+    from rdbench.cli import main
+
+    args = ["bench", "rd", "--memory", "--eager", "--grid-size", "16", "--steps", "20", "--batch", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "after     20 steps:" in result.output and "after    200 steps:" in result.output
+    assert "growth from 20 to 200 steps:" in result.output and "(target <= 5 %)" in result.output

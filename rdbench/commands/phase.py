@@ -1,0 +1,127 @@
+"""``rdbench phase SYSTEM``: R and the pattern at every (F, k) of a grid, as one MLflow run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from rdbench.commands.options import (
+    CliError,
+    device_option,
+    experiment_name,
+    experiment_option,
+    one_line_errors,
+    open_tracking,
+    options,
+    parse_sets,
+    run_context,
+    set_option,
+    store_errors,
+)
+from rdbench.config import available_systems
+
+phase_resume_option = click.option(
+    "--resume/--no-resume", default=True, show_default=True,
+    help="Continue the latest unfinished run of the same map at its first unfinished chunk (a finished one "
+         "is reused); --no-resume starts a new run.",
+)
+max_memory_option = click.option(
+    "--max-memory", default=None, metavar="SIZE",
+    help="Memory budget of one chunk of rows (2GB, 512MB, 1.5GiB). Default: a fraction of what the device "
+         "has available (conf/phase/SYSTEM.yaml).",
+)
+
+
+@click.command(
+    epilog=(
+        "Examples:\n\n"
+        "  rdbench phase rd --feed 0.01:0.08:32 --kill 0.03:0.07:32 --seed 0\n\n"
+        "  rdbench phase rd --feed 0.01:0.08:16 --kill 0.03:0.07:16 --profile quick --max-memory 2GB\n\n"
+        "START:STOP:N is N evenly spaced values from START to STOP inclusive. Every other\n"
+        "setting comes from conf/systems/SYSTEM.yaml, its --profile and --set."
+    ),
+)
+@click.argument("system")
+@click.option("--feed", required=True, metavar="START:STOP:N", help="Feed rates F.")
+@click.option("--kill", required=True, metavar="START:STOP:N", help="Kill rates k.")
+@click.option("-s", "--seed", "seeds", multiple=True, type=int, help="Random seed. Repeatable (repeats give a spread). Default: 0.")
+@click.option("-p", "--profile", default="paper", show_default=True, help="Settings profile: paper, quick, smoke.")
+@options(
+    set_option,
+    max_memory_option,
+    device_option,
+    experiment_option,
+    phase_resume_option,
+    click.option("--out", "out_dir", default=None, metavar="DIR", help="Also copy the table and figures here."),
+)
+def phase(system, feed, kill, seeds, profile, sets, max_memory, device, experiment, resume, out_dir) -> None:
+    """Map R, R_final and the pattern over the (F, k) plane of SYSTEM (rd) in one MLflow run.
+
+    Points run as rows of batched simulations, in chunks sized to the memory budget; each
+    chunk is saved to the run as it ends, so a killed map resumes where it stopped.
+    """
+    overrides = parse_sets(sets)
+    if system not in available_systems():  # before the heavy imports
+        raise CliError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
+    from rdbench.phase.plan import plan_map, size_chunks
+
+    with one_line_errors():
+        plan = plan_map(system, feed, kill, seeds or (0,), profile, overrides)
+    ctx = run_context(device, None)
+    with one_line_errors():
+        rows, budget = size_chunks(plan, ctx.device, max_memory)
+    run_map(plan, rows, budget, ctx.device, experiment, resume, out_dir)
+
+
+def plan_grid_maps(grid_plan, overrides, device) -> list[tuple]:
+    """The ``phase:`` entries of a grid file as (plan, rows per chunk, budget), all checked before any run."""
+    from rdbench.config import ConfigError
+    from rdbench.phase.plan import plan_map, size_chunks
+
+    maps = []
+    for index, entry in enumerate(grid_plan.spec.phase):
+        try:
+            planned = plan_map(entry.system, entry.feed, entry.kill, entry.seeds or grid_plan.spec.seeds,
+                               entry.profile or grid_plan.spec.profile, {**entry.overrides, **overrides})
+            maps.append((planned, *size_chunks(planned, device, entry.max_memory)))
+        except ConfigError as exc:
+            raise ConfigError(f"{grid_plan.path}: phase[{index}] (system {entry.system!r}): {exc}") from None
+    return maps
+
+
+def run_map(plan, rows: int, budget: int, device, experiment: str | None, resume: bool, out_dir: str | None,
+            parent_run_id: str | None = None) -> None:
+    """Run one planned map, printing a line per chunk and its cost (also what `rdbench grid` calls)."""
+    from rdbench.phase.mapping import SKIPPED, run_phase_map
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # --out: no progress bar in the log
+
+    client = open_tracking()
+    experiment = experiment_name(experiment)
+    click.echo(f"{plan.name}: {len(plan.points)} points in chunks of {rows} rows "
+               f"({budget / 2**20:.0f} MiB budget) on {device} -> experiment {experiment!r}")
+
+    def on_chunk(chunk, done: int, total: int) -> None:
+        rate = chunk.cell_updates / chunk.wall_s if chunk.wall_s else float("nan")
+        click.echo(f"  {done}/{total} points: chunk of {len(chunk.rows)} in {chunk.wall_s:.1f} s "
+                   f"({rate:.3g} cell-updates/s)")
+
+    with one_line_errors(*store_errors()):
+        result = run_phase_map(plan, experiment, device, rows, budget_bytes=budget, resume=resume,
+                               parent_run_id=parent_run_id, on_chunk=on_chunk)
+    if result.status == SKIPPED:
+        click.echo(f"{plan.name}: already finished in run {result.run_id} (--no-resume runs it again)")
+    else:
+        labels = ", ".join(f"{k} {v}" for k, v in result.table["label"].value_counts().items())
+        click.echo(f"{plan.name}: {len(result.table)} points ({result.chunks_run} chunks run, "
+                   f"{result.chunks_reused} reused) in {result.wall_time_s:.1f} s, "
+                   f"{result.cell_updates_per_s:.3g} cell-updates/s, peak RSS {result.peak_rss_mib:.0f} MiB"
+                   + (f", peak CUDA {result.peak_device_mib:.0f} MiB" if result.peak_device_mib is not None else "")
+                   + f"; {labels}; run {result.run_id}")
+    if out_dir:
+        with one_line_errors(*store_errors(), OSError):
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            path = client.download_artifacts(result.run_id, "phase", out_dir)
+        click.echo(f"table and figures in {path}")
