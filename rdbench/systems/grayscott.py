@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -374,7 +375,16 @@ class GrayScottSimulation:
         """One step; when ``meter`` is given, the step's term norms are recorded into it."""
         nxt = self._spare
         u_next, v_next = nxt[0, :, 1:-1, 1:-1], nxt[1, :, 1:-1, 1:-1]
-        norms = self._step(self._state, u_next, v_next, self.feed, self.kill, *self.constants, meter is not None)
+        args = (self._state, u_next, v_next, self.feed, self.kill, *self.constants, meter is not None)
+        try:
+            norms = self._step(*args)
+        except torch._dynamo.exc.BackendCompilerFailed as exc:  # e.g. no C++ compiler on this machine
+            self._step = _EagerStep(self.u, self.feed, self.kill)
+            cause = getattr(exc, "inner_exception", None) or exc
+            first = (str(cause).strip().splitlines() or [""])[0][:200]
+            warnings.warn(f"Gray-Scott: torch.compile failed ({type(cause).__name__}: {first}); running the "
+                          f"eager step (same equations, slower)", RuntimeWarning, stacklevel=2)
+            norms = self._step(*args)
         for row in self._frozen:
             u_next[row].copy_(self.u[row])
             v_next[row].copy_(self.v[row])
