@@ -25,14 +25,17 @@ into the next buffer and reduces the four term norms in the same call. The eager
 (``compile: false``) runs the same equations op by op into five buffers allocated
 once. Neither allocates anything the size of the grid per step.
 
-Why that matters: the resident set of a long CPU run used to grow without bound
-(a 12-row 256x256 batch: ~250 MB/s, OOM-killed at 24 GB). Each step allocated a
-dozen fresh multi-megabyte tensors; glibc's malloc serves blocks above its mmap
-threshold with mmap, but raises that threshold (up to 32 MB) each time such a block
-is freed, so from then on they come from the heap, where freed blocks interleaved
-with small long-lived allocations (tensor metadata, the meter) fragment it and are
-never returned to the system. ``MALLOC_MMAP_THRESHOLD_`` hid it; allocating the
-grid-sized arrays once removes the cause.
+Why that matters: the resident set of a long CPU run was reported growing without
+bound (a 12-row 256x256 batch: ~250 MB/s, OOM-killed at 24 GB) and staying at 0.7 GB
+with ``MALLOC_MMAP_THRESHOLD_=131072``. The old step allocated a dozen fresh
+grid-sized tensors per step. That the environment variable cures it points at glibc's
+malloc: blocks above its mmap threshold are mmap'd and returned on free, but by
+default the threshold rises (up to 32 MB) each time such a block is freed, so later
+blocks come from the heap, where interleaved small long-lived allocations fragment it
+and freed memory is not given back; the variable pins the threshold. (The growth did
+not reproduce on the shared 2-core machine where this was rewritten: the old code
+stayed at ~0.8 GB for two minutes there.) Allocating the grid-sized arrays once takes
+the allocator out of the loop, whatever its settings.
 
 Divergence is per row: a row whose state turns NaN/Inf is frozen and reported on its
 own (:attr:`GrayScottSimulation.diverged_at`), and the others run on unchanged.
