@@ -202,6 +202,21 @@ def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
 # --------------------------------------------------------------------------- system files
 
 
+class Resources(BaseModel):
+    """What one batch of a system's cells asks a Ray worker for (``rdbench grid --executor ray``).
+
+    ``gpu_on_cuda`` GPUs are asked for only when the grid runs on CUDA; on the CPU a
+    batch asks for ``cpu`` CPUs alone. ``max_retries``: how many times a batch whose
+    worker process or node died is run again before its cells are FAILED.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    cpu: float = Field(1.0, ge=0, description="Ray CPUs per batch")
+    gpu_on_cuda: float = Field(0.0, ge=0, description="Ray GPUs per batch when the device is CUDA")
+    max_retries: int = Field(2, ge=0, description="reruns of a batch whose worker or node died")
+
+
 class SystemFile(BaseModel):
     """The schema of ``conf/systems/<name>.yaml``."""
 
@@ -218,6 +233,7 @@ class SystemFile(BaseModel):
         default_factory=dict,
         description="parametric cases: KIND -> overrides in which '{arg}' stands for what follows 'KIND:'",
     )
+    resources: Resources = Field(default_factory=Resources, description="per batch on Ray")
 
 
 class SystemConfig:

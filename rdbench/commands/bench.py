@@ -108,3 +108,17 @@ def bench_store(targets, process_counts, params, series, points, artifacts, retr
         run_store_benchmark(targets or TARGETS, process_counts or (8, 16), shape=shape, retries=retries,
                             experiment_exists=experiment_exists, workdir=workdir, server_workers=server_workers,
                             echo=click.echo)
+
+
+@bench.command("ray")
+@click.option("--cells", default=6, show_default=True, type=Positive, help="LSTM cells in the grid.")
+@click.option("--epochs", default=400, show_default=True, type=Positive, help="Training epochs per cell.")
+@click.option("--workers", "worker_counts", multiple=True, type=Positive,
+              help="CPUs of a local Ray instance. Repeatable. Default: 1 and 2.")
+@click.option("--workdir", default=None, type=click.Path(file_okay=False), help="Where stores go (default: a temp folder).")
+def bench_ray(cells, epochs, worker_counts, workdir) -> None:
+    """A small grid in-process vs on local Ray with 1 and 2 workers: wall time, overhead per cell, speed-up, memory."""
+    from rdbench.bench.ray import bench_ray as measure
+
+    with one_line_errors(ValueError, RuntimeError):
+        measure(cells, epochs, worker_counts or (1, 2), workdir, echo=click.echo)

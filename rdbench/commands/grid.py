@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from rdbench.commands.options import (
@@ -23,12 +25,27 @@ from rdbench.commands.options import (
 from rdbench.commands.output import Announcer, print_report
 
 
+@contextlib.contextmanager
+def executor_for(kind: str, address: str | None, workers: int | None, uri: str):
+    """The executor ``--executor`` names, connected (Ray: a one-line error if it cannot be used)."""
+    if kind != "ray":
+        from rdbench.study.executor import InProcess
+
+        yield InProcess()
+        return
+    from rdbench.study.ray_executor import RayExecutor
+
+    with RayExecutor(address, workers, uri) as ray_executor:
+        yield ray_executor
+
+
 @click.command(
     epilog=(
         "Examples:\n\n"
         "  rdbench grid conf/offline.yaml          # RD, LSTM, DDPM on digits; no network\n\n"
         "  rdbench grid quick --only ddpm/mnist    # one row of the quick grid\n\n"
         "  rdbench grid paper --only 'rd/*' --force\n\n"
+        "  rdbench grid paper --executor ray       # each batch a Ray task (docs/scale-out.md)\n\n"
         "A cell whose identical resolved config already has a FINISHED run in the\n"
         "experiment is skipped (its run is reused); --force reruns it."
     ),
@@ -47,8 +64,15 @@ from rdbench.commands.output import Announcer, print_report
                  help="Regenerate Table 1, Fig. 2 and Fig. 3 at the end and log them to the parent run."),
     out_option,
     log_scale_option,
+    click.option("--executor", type=click.Choice(["in-process", "ray"]), default="in-process", show_default=True,
+                 help="Where the cells run: one after another in this process, or each batch as a Ray task."),
+    click.option("--address", default=None, metavar="ADDR",
+                 help="--executor ray: a running Ray cluster (host:port, or 'auto'). Default: a local Ray instance."),
+    click.option("--workers", default=None, type=click.IntRange(min=1),
+                 help="--executor ray without --address: CPUs of the local Ray instance. Default: every CPU."),
 )
-def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, report, out_dir, log_scale) -> None:
+def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, report, out_dir, log_scale,
+         executor, address, workers) -> None:
     """Run the grid GRID_FILE (conf/paper.yaml, quick, offline, smoke...) as one parent MLflow run.
 
     Every cell (system x case x seed) is a child run. A failing cell is marked
@@ -69,11 +93,14 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
     project = project_run(client, experiment, experiment_name(experiment))  # under `mlflow run`
     experiment = project.experiment if project else experiment_name(experiment)
     parent = project.run_id if project and project.adopt else None  # MLflow's run is the parent
-    click.echo(f"grid {plan.name} ({plan.path}): {len(plan.cells)} cells -> experiment {experiment!r}, "
-               f"store {client.tracking_uri}")
-    with one_line_errors(*store_errors()):
-        result = run_grid(plan, experiment, ctx, force=force, parent_run_id=parent,
-                          on_report=Announcer(len(plan.cells)))
+    if executor != "ray" and (address or workers):
+        raise CliError("--address and --workers go with --executor ray")
+    with one_line_errors(), executor_for(executor, address, workers, client.tracking_uri) as runner:
+        click.echo(f"grid {plan.name} ({plan.path}): {len(plan.cells)} cells -> experiment {experiment!r}, "
+                   f"store {client.tracking_uri}, executor {runner.name}")
+        with one_line_errors(*store_errors()):
+            result = run_grid(plan, experiment, ctx, force=force, parent_run_id=parent,
+                              on_report=Announcer(len(plan.cells)), executor=runner)
     if project:
         point_to(client, project, [(result.parent_run_id, f"grid:{plan.name}")])
     click.echo(f"grid {plan.name}: {result.summary()}; parent run {result.parent_run_id}")

@@ -46,8 +46,9 @@ from rdbench.config import available_systems
     set_option,
     settings_option,
     click.option("--model", "model", default=None, metavar="PATH_OR_ID",
-                 help="Measure this trained model instead of training one (the system's `pretrained` setting: "
-                      "a diffusers pipeline folder or Hub id for ddpm)."),
+                 help="Measure this trained model instead of training one (the system's `pretrained` setting): "
+                      "a model an earlier rdbench run logged, runs:/RUN_ID/model (ddpm, lstm), or a diffusers "
+                      "pipeline folder or Hub id (ddpm)."),
     click.option("--config", "config_path", type=click.Path(), help="System config file to use instead of conf/systems/SYSTEM.yaml."),
     device_option,
     experiment_option,

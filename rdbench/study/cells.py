@@ -14,6 +14,8 @@ from typing import Any
 
 from rdbench.config import ConfigError, SystemConfig, config_hash, flatten_settings, load_system
 from rdbench.systems.base import System
+from rdbench.systems.records import register_fetcher
+from rdbench.tracking.models import fetch_model_files
 from rdbench.tracking.tags import (
     KIND_CELL,
     TAG_CASE,
@@ -25,6 +27,7 @@ from rdbench.tracking.tags import (
     TAG_SYSTEM,
 )
 
+register_fetcher(fetch_model_files)  # `--model runs:/<id>/model`: systems read logged models through it
 PAPER = "paper"  # the profile of the paper's settings: run names carry any other
 
 
@@ -85,13 +88,17 @@ class Cell:
         }
 
     def params(self, device: str) -> dict[str, Any]:
+        """What the run logs as params: the resolved settings the case reads (not those of other cases)."""
+        unused = plugin(self.system, self.config_path).system.unused_settings(self.settings)
+        settings = {k: v for k, v in flatten_settings(self.settings).items()
+                    if not any(k == u or k.startswith(u + ".") for u in unused)}
         return {
             "system": self.system,
             "case": self.case,
             "seed": self.seed,
             "profile": self.profile,
             "device": device,
-            **flatten_settings(self.settings),
+            **settings,
         }
 
 

@@ -19,8 +19,9 @@ from typing import Any
 
 from mlflow.entities import RunStatus
 
+from rdbench.study.executor import Executor, InProcess
 from rdbench.study.grid import GridPlan
-from rdbench.study.runner import FAILED, FINISHED, SKIPPED, CellReport, failure_summary, run_cells
+from rdbench.study.runner import FAILED, FINISHED, SKIPPED, CellReport, failure_summary
 from rdbench.systems.base import RunContext
 from rdbench.tracking.liveness import HEARTBEAT, owner_tags
 from rdbench.tracking.manifest import NOT_RUN, ManifestRow, write_manifest
@@ -89,6 +90,7 @@ def run_grid(
     force: bool = False,
     parent_run_id: str | None = None,
     on_report: Callable[[CellReport], None] | None = None,
+    executor: Executor | None = None,
 ) -> GridResult:
     """Run ``plan`` under one parent run; return how every cell ended.
 
@@ -96,8 +98,11 @@ def run_grid(
     MLFLOW_RUN_ID); otherwise a new parent run is created. The parent is left
     FINISHED when every cell finished or was reused, FAILED otherwise (an adopted
     parent is left to ``mlflow run``, which ends it from the exit status).
-    ``on_report`` is called as each cell ends (or is found finished).
+    ``on_report`` is called as each cell ends (or is found finished). ``executor`` runs
+    the cells to run (:mod:`rdbench.study.executor`; default: in this process).
     """
+    executor = executor or InProcess()
+    executor.check(plan.cells, ctx)  # before the parent run exists: bad input leaves nothing behind
     client = tracking_client()
     exp_id = experiment_id(client, experiment)
     parent_tags = {TAG_KIND: KIND_GRID, TAG_GRID: plan.name, TAG_GRID_FILE: str(plan.path)}
@@ -119,7 +124,7 @@ def run_grid(
     try:
         parent.log_params(
             {"grid": plan.name, "grid_file": str(plan.path), "cells": len(plan.cells),
-             "force": force, "device": str(ctx.device)}
+             "force": force, "device": str(ctx.device), "executor": executor.name}
         )
         parent.log_artifact(plan.path, "grid")
         reused = {} if force else finished_runs_by_hash(client, exp_id, {c.config_hash for c in plan.cells})
@@ -136,7 +141,7 @@ def run_grid(
             if on_report:
                 on_report(reports[index])
         if to_run:
-            run_cells(
+            executor.run(
                 [plan.cells[i] for i in to_run], experiment, ctx, parent_run_id=parent.run_id,
                 on_report=_indexed(to_run, [plan.cells[i] for i in to_run], announce),
                 claim=True, reuse_finished=not force,

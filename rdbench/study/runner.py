@@ -59,7 +59,7 @@ def check_memory(cells: Sequence[Cell], device: Any) -> None:
     free = available_memory(device)
     if free is None:
         return
-    for group in _groups(cells):
+    for group in batches(cells):
         impl = plugin(group[0][1].system, group[0][1].config_path).system
         need = impl.memory_bytes([cell.settings for _, cell in group])
         if need is not None and need > free:
@@ -130,7 +130,7 @@ def run_cells(
             run.finish()
             report(index, CellReport(cell, run.run_id, FINISHED, metrics=outcome.balance.summary()))
 
-    for group in _groups(cells):
+    for group in batches(cells):
         impl = plugin(group[0][1].system, group[0][1].config_path).system
         runs: list[TrackedRun] = []
         try:
@@ -203,7 +203,7 @@ def log_outcome(run: TrackedRun, outcome: Outcome, wall_time: float, batch: int)
     run.log_metrics({**outcome.metrics, "wall_time_s": wall_time, "batch_cells": batch})
 
 
-def _groups(cells: Sequence[Cell]) -> list[list[tuple[int, Cell]]]:
+def batches(cells: Sequence[Cell]) -> list[list[tuple[int, Cell]]]:
     """Cells grouped by (system, config file, the system's batch key), in first-seen order."""
     groups: dict[Any, list[tuple[int, Cell]]] = {}
     for index, cell in enumerate(cells):

@@ -26,6 +26,7 @@ import torch
 
 from rdbench.balance import BalanceResult
 from rdbench.config import Settings
+from rdbench.systems.records import DatasetRecord, ModelRecord
 
 
 class Recorder(Protocol):
@@ -48,6 +49,12 @@ class Recorder(Protocol):
 
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
         """A JSON/YAML document."""
+
+    def log_input(self, dataset: DatasetRecord) -> None:
+        """A dataset the run trained or measured on (MLflow's Datasets panel)."""
+
+    def log_model(self, model: ModelRecord) -> None:
+        """A trained network as the MLflow model ``model`` (reloadable with ``--model runs:/<id>/model``)."""
 
 
 class Progress(Protocol):
@@ -118,6 +125,12 @@ class System(abc.ABC):
     def check(self, settings: Any) -> None:
         """Reject settings that cannot run (raise ConfigError) before any run starts."""
         return None
+
+    def unused_settings(self, settings: Any) -> set[str]:
+        """Dotted setting names (a name covers its sub-keys) that this case never reads: they are
+        not logged as params (e.g. the Lorenz parameters of a sine run). They still enter the config
+        hash."""
+        return set()
 
     def group_key(self, settings: Any) -> Hashable | None:
         """Jobs whose settings share a non-None key may run together in one batch."""

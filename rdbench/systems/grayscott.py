@@ -452,7 +452,10 @@ def reference_settings(settings: GrayScottSettings, start: ReferenceStart) -> Gr
 
 
 class GrayScott(System):
-    """Plug-in: runs jobs that share grid/dt/steps as one batched simulation."""
+    """Plug-in: runs jobs that share grid/dt/steps as one batched simulation.
+
+    It logs no dataset (``log_input``) and no model: a cell integrates Eq. (1) from an
+    initial condition drawn from its seed; its final fields are logged as figures."""
 
     name = "rd"
     Settings = GrayScottSettings
@@ -516,8 +519,8 @@ class GrayScott(System):
                     failure = SimulationDiverged(f"control {control_names[diverged[0] // len(jobs) - 1]}: {failure}")
                 outcomes.append(failure)
                 continue
-            job.recorder.log_image(sim.u[row].cpu().numpy().astype(np.float64), "fields/final_u.png", cmap="viridis")
-            job.recorder.log_image(sim.v[row].cpu().numpy().astype(np.float64), "fields/final_v.png", cmap="magma")
+            job.recorder.log_figure(field_figure(sim.u[row], "u", "viridis", job, meter, row, steps_run), "fields/final_u.png")
+            job.recorder.log_figure(field_figure(sim.v[row], "v", "magma", job, meter, row, steps_run), "fields/final_v.png")
             result = meter.result([row])
             controls = {
                 name: meter.result([row + (k + 1) * len(jobs)]) for k, name in enumerate(control_names)
@@ -533,3 +536,23 @@ class GrayScott(System):
                 )
             )
         return outcomes
+
+
+def field_figure(field: torch.Tensor, name: str, cmap: str, job: Job, meter: BalanceMeter, row: int, steps_run: int):
+    """One concentration field with its colour bar and a title naming the case, F, k and the last
+    step (an early-stopped row's own)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s: GrayScottSettings = job.settings
+    step = int(meter.result([row]).steps[-1]) + 1 if meter.stopped()[row] else steps_run
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    image = ax.imshow(field.cpu().numpy().astype(np.float64), cmap=cmap, interpolation="nearest", origin="lower")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=name)
+    ax.set_title(f"{name}: {job.case}, F={s.feed:g}, k={s.kill:g}, step {step}")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    plt.close(fig)
+    return fig

@@ -4,6 +4,8 @@
 * :mod:`.store` -- the client, experiments and the paged run search;
 * :mod:`.runs` -- :class:`~.runs.TrackedRun`: params, metrics, batched series, artifacts
   and the terminal status of one run (the systems' Recorder);
+* :mod:`.models` -- datasets (``log_input``) and trained networks (``mlflow.pytorch.log_model``),
+  and fetching a logged model's files back;
 * :mod:`.manifest` -- the grid manifest (``grid/cells.json`` on a grid's parent run);
 * :mod:`.ui` -- experiment tags that shape the MLflow UI's view of a study.
 

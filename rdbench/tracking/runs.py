@@ -159,6 +159,18 @@ class TrackedRun:
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
         self.client.log_dict(self.run_id, dict(data), artifact_file)
 
+    def log_input(self, dataset: Any) -> None:
+        """A :class:`~rdbench.systems.records.DatasetRecord` as a run input (``mlflow.log_input``)."""
+        from rdbench.tracking.models import log_input
+
+        retrying(lambda: log_input(self.client, self.run_id, dataset))
+
+    def log_model(self, model: Any) -> None:
+        """A :class:`~rdbench.systems.records.ModelRecord` as the MLflow model ``model`` of this run."""
+        from rdbench.tracking.models import log_model
+
+        log_model(self.client, self.run_id, model)
+
     def log_table(self, data: Any, artifact_file: str) -> None:
         """A table the MLflow UI renders (``mlflow.log_table``), e.g. a pandas DataFrame."""
         self.client.log_table(self.run_id, data=data, artifact_file=artifact_file)

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import mlflow.models
 import pytest
 import torch
 from click.testing import CliRunner
@@ -154,3 +156,34 @@ def test_mlflow_run_ddpm_entry_point(experiment, tracking_uri, mlflow_client, tm
     assert run.data.tags["rdbench.system"] == "ddpm" and run.data.tags["rdbench.case"] == "digits"
     assert {"R", "M_diff_closed_form", "control.untrained.R"} <= set(run.data.metrics)
     assert list((tmp_path / "data" / "checkpoints").glob("*/latest.pt"))  # under RDBENCH_DATA_DIR
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_logged_ddpm_reloads_and_remeasures_the_same_r(experiment, mlflow_client, tmp_path, runs_of):
+    common = ["--dataset", "digits", "--profile", "smoke", "--device", "cpu", "--data-dir", str(tmp_path),
+              "--experiment", experiment, "--train-steps", "6", "--probe-every", "0"]
+    assert invoke("run", "ddpm", *common).exit_code == 0
+    (trained,) = runs_of(mlflow_client, experiment)
+    run_id = trained.info.run_id
+    (data,) = mlflow_client.get_run(run_id).inputs.dataset_inputs
+    assert data.dataset.name == "digits" and data.dataset.source_type == "code" and len(data.dataset.digest) == 16
+    assert json.loads(data.dataset.profile)["shape"] == [1797, 1, 32, 32]
+    info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
+    assert [i["name"] for i in info.signature.inputs.to_dict()] == ["x", "t"]
+    assert info.metadata["rdbench"]["model"]["channels"] == [8, 16]
+
+    result = invoke("run", "ddpm", *common, "--model", f"runs:/{run_id}/model")
+    assert result.exit_code == 0, result.output
+    (again,) = [r for r in runs_of(mlflow_client, experiment) if r.info.run_id != run_id]
+    m0, m1 = trained.data.metrics, again.data.metrics
+    for key in ("R", "M_react", "M_diff", "R_final", "M_eps", "control.untrained.R", "control.oracle.R", "control.oracle_noise.R"):
+        assert m1[key] == pytest.approx(m0[key], rel=1e-6), key
+    assert not mlflow_client.get_metric_history(again.info.run_id, "loss")  # nothing was trained
+
+    grid = plt.imread(mlflow_client.download_artifacts(again.info.run_id, "samples/reloaded.png", str(tmp_path)))
+    assert grid.shape[0] >= 5 * 256 and grid.shape[2] in (3, 4)  # x_T, 3 steps, x_0: rows of >= 256 px
+
+    bad = invoke("run", "ddpm", *common, "--model", f"runs:/{run_id}/model", "--set", "schedule.timesteps=40")
+    assert bad.exit_code == 2, bad.output
+    assert "it was trained with schedule.timesteps=50 but these settings have schedule.timesteps=40" in bad.output
+    assert len(runs_of(mlflow_client, experiment)) == 2

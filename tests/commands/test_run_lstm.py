@@ -2,11 +2,14 @@
 
 from pathlib import Path
 
+import mlflow.artifacts
+import mlflow.pytorch
 import pytest
 import torch
 from click.testing import CliRunner
 
 from rdbench.cli import main
+from rdbench.systems.lstm.model import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,10 +46,12 @@ def test_smoke_run_logs_balance_controls_losses_weights_and_plot(experiment, mlf
     assert m["test_loss_final"] == pytest.approx(sorted(test, key=lambda h: h.step)[-1].value)
     assert m["epochs_run"] == 8 and m["test_loss_last_value"] > 0
 
-    weights = mlflow_client.download_artifacts(run.info.run_id, "model/lstm_weights.pt", str(tmp_path))
-    saved = torch.load(weights)
-    assert saved["trained"]["lstm.weight_hh_l0"].shape == (64, 16)
-    assert not torch.equal(saved["trained"]["lstm.weight_hh_l0"], saved["initial"]["lstm.weight_hh_l0"])
+    weights = mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model/extra_files/state_dict.pt",
+                                                  dst_path=str(tmp_path))
+    saved = torch.load(weights, weights_only=True)
+    assert saved["lstm.weight_hh_l0"].shape == (64, 16)
+    initial = build_model(16, "normal", 0).state_dict()
+    assert not torch.equal(saved["lstm.weight_hh_l0"], initial["lstm.weight_hh_l0"])
     plots = {f.path for f in mlflow_client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/generated_vs_true.png"}
     balance = {f.path for f in mlflow_client.list_artifacts(run.info.run_id, "balance")}
@@ -104,3 +109,61 @@ def test_bench_lstm_prints_both_ratios():
     assert len(rates) == 4 and all(float(line.split()[-2]) > 0 for line in rates)
     assert any(line.startswith("ratio training throughput fused / LSTMCell loop: ") for line in lines)
     assert any(line.startswith("probe cost / plain nn.LSTM forward: ") for line in lines)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_logged_lstm_reloads_and_remeasures_the_same_r(experiment, mlflow_client, runs_of):
+    assert invoke("run", "lstm", "--dataset", "sine", "--profile", "smoke", "--experiment", experiment,
+                  "--device", "cpu").exit_code == 0
+    (trained,) = runs_of(mlflow_client, experiment)
+    run_id = trained.info.run_id
+    inputs = {d.dataset.name: d for d in mlflow_client.get_run(run_id).inputs.dataset_inputs}
+    assert set(inputs) == {"sine/train", "sine/test"}
+    assert {d.tags[0].value for d in inputs.values()} == {"training", "evaluation"}
+    assert len(inputs["sine/train"].dataset.digest) == 16 and inputs["sine/train"].dataset.source_type == "code"
+    params = trained.data.params
+    assert "sine.freq_min" in params and not any(k.startswith(("lorenz.", "vanderpol.", "solver.", "file."))
+                                                  for k in params)
+    (output,) = mlflow_client.get_run(run_id).outputs.model_outputs
+    assert mlflow_client.get_logged_model(output.model_id).name == "model"
+
+    result = invoke("run", "lstm", "--dataset", "sine", "--profile", "smoke", "--experiment", experiment,
+                    "--device", "cpu", "--model", f"runs:/{run_id}/model")
+    assert result.exit_code == 0, result.output
+    (again,) = [r for r in runs_of(mlflow_client, experiment) if r.info.run_id != run_id]
+    m0, m1 = trained.data.metrics, again.data.metrics
+    for key in ("R", "M_react", "M_diff", "R_final", "control.untrained.R", "control.shuffled.R"):
+        assert m1[key] == pytest.approx(m0[key], rel=1e-6), key
+    assert "train_loss_final" not in m1 and not mlflow_client.get_metric_history(again.info.run_id, "train_loss")
+    assert {d.dataset.name for d in mlflow_client.get_run(again.info.run_id).inputs.dataset_inputs} == {"sine/test"}
+
+    # MLflow's own loader gives the same network (it unpickles the module; rdbench never does)
+    module = mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
+    x = torch.linspace(-1, 1, 12).reshape(1, 12)
+    rebuilt = build_model(16, "normal", 0)
+    saved = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model/extra_files/state_dict.pt")
+    rebuilt.load_state_dict(torch.load(saved, weights_only=True))
+    assert torch.equal(module(x), rebuilt(x))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_model_that_does_not_fit_is_one_line_and_no_run(experiment, mlflow_client, runs_of, tmp_path):
+    assert invoke("run", "lstm", "--dataset", "sine", "--profile", "smoke", "--experiment", experiment,
+                  "--device", "cpu").exit_code == 0
+    (trained,) = runs_of(mlflow_client, experiment)
+    uri = f"runs:/{trained.info.run_id}/model"
+    cases = [
+        (["lstm", "--profile", "smoke", "--hidden-size", "8"],
+         f"--model {uri}: it was trained with hidden_size=16 but these settings have hidden_size=8"),
+        (["ddpm", "--dataset", "digits", "--profile", "smoke"],
+         f"--model {uri}: it is a 'lstm' model, not a 'ddpm' one; run it with `rdbench run lstm --model {uri}`"),
+        (["lstm", "--profile", "smoke", "--model", "runs:/0123456789abcdef/model"], "cannot fetch it"),
+        (["lstm", "--profile", "smoke", "--model", str(tmp_path)], "the LSTM reloads only models that rdbench logged"),
+    ]
+    for args, message in cases:
+        model = [] if "--model" in args else ["--model", uri]
+        result = invoke("run", *args, *model, "--experiment", experiment, "--device", "cpu")
+        assert result.exit_code == 2, result.output
+        (line,) = [x for x in result.output.splitlines() if x.strip()]
+        assert message in line, result.output
+    assert len(runs_of(mlflow_client, experiment)) == 1  # nothing was started

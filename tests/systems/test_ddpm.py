@@ -9,10 +9,11 @@ import torch
 from rdbench.balance import BalanceMeter
 from rdbench.config import load_system
 from rdbench.systems.ddpm.data import DATASETS, load_dataset
+from rdbench.systems.ddpm.grid import LABEL_WIDTH_PX, image_grid, sampling_grid, step_label
 from rdbench.systems.ddpm.model import UNet
-from rdbench.systems.ddpm.sample import TERMS, measure, network_predictor, sample
+from rdbench.systems.ddpm.sample import TERMS, measure, network_predictor, sample, snapshot_steps
 from rdbench.systems.ddpm.schedule import NoiseSchedule
-from rdbench.systems.ddpm.system import DDPM, _train_config, build_model, build_schedule, image_grid
+from rdbench.systems.ddpm.system import DDPM, _train_config, build_model, build_schedule
 from rdbench.systems.ddpm.train import (
     CheckpointError,
     Trainer,
@@ -21,6 +22,7 @@ from rdbench.systems.ddpm.train import (
     exclusive,
     load_checkpoint,
 )
+from rdbench.systems.records import digest
 
 TABLE1_M_DIFF = {"mnist": 3.0274, "fashionmnist": 3.0277, "cifar10": 5.2508}
 
@@ -45,6 +47,9 @@ def test_idx_files_load_through_torchvision_padded_to_32(tmp_path, name, folder,
     assert x.dtype == torch.float32 and x.shape == (2, 1, 32, 32)
     assert float(x[0, 0, 0, 0]) == -1.0
     assert x[0, 0, 2:30, 2:30] == pytest.approx(torch.from_numpy(images[0]).float() / 127.5 - 1, abs=1e-6)
+    record = data.record()  # the run input: where the files were read, a digest of every pixel
+    assert record.name == name and record.source == str(tmp_path / folder / "raw") and record.shape == (12, 1, 32, 32)
+    assert record.digest == digest(data.images) and record.dtype == "uint8" and record.context == "training"
 
 
 def test_digits_are_sklearns_8x8_upsampled_and_labelled_as_such():
@@ -301,6 +306,23 @@ def test_image_grid_layout():
     grid = image_grid(torch.zeros(10, 3, 32, 32), (0.0, 1.0), columns=4)
     assert grid.shape == (3 * 34 - 2, 4 * 34 - 2, 3)
     assert image_grid(torch.ones(2, 1, 32, 32), (-1.0, 1.0)).shape == (32, 66)
+
+
+def test_sampling_keeps_snapshots_and_the_grid_labels_every_step_row(one_thread):
+    s = settings()
+    snapshots = {}
+    _, images = measure(network_predictor(build_model(s, 0)), build_schedule(s), 10, 10, (1, 32, 32), 0,
+                        torch.device("cpu"), snapshots=snapshots)
+    assert snapshot_steps(50) == [0, 12, 25, 38, 50] and sorted(snapshots) == [0, 12, 25, 38, 50]
+    assert torch.equal(snapshots[50], images[:8])  # the bottom row: the samples themselves, first 8
+    assert not torch.equal(snapshots[0], snapshots[50])
+    grid = sampling_grid(snapshots, 50, s.pixel_range)
+    row = 32 * 8  # nearest-neighbour upscaling to >= 256 px a row
+    assert grid.dtype == np.uint8 and grid.shape == (5 * row + 4 * 16, LABEL_WIDTH_PX + 8 * row + 7 * 16, 3)
+    labels = grid[:, :LABEL_WIDTH_PX].min(axis=(1, 2))
+    for k in range(5):  # every row's label strip has text in it
+        assert labels[k * (row + 16) : k * (row + 16) + row].min() < 128
+    assert step_label(12, 50) == "step 12/50\nt=38" and step_label(50, 50).endswith("x_0 (sample)")
 
 
 @pytest.mark.parametrize(

@@ -201,6 +201,9 @@ def test_run_ddpm_on_an_image_folder_end_to_end(tmp_path, experiment, mlflow_cli
     assert m["M_diff_closed_form"] < 1.0  # 1x8x8 images: sqrt(64) mean sigma, an eighth of 32x32's
     with open(mlflow_client.download_artifacts(run.info.run_id, "dataset.json")) as fh:
         assert json.load(fh)["shape"] == [1, 8, 8]
+    (data,) = mlflow_client.get_run(run.info.run_id).inputs.dataset_inputs  # the folder, as a local source
+    assert data.dataset.source_type == "local" and json.loads(data.dataset.source)["uri"] == str(folder.resolve())
+    assert json.loads(data.dataset.profile)["shape"] == [40, 1, 8, 8]
 
 
 @pytest.mark.parametrize(

@@ -146,7 +146,7 @@ def test_a_diverging_job_fails_alone_with_its_reason():
     from rdbench.systems.base import Job, RunContext
 
     class Sink:
-        def log_image(self, *a, **k):
+        def log_figure(self, *a, **k):
             pass
 
     jobs = [Job("spot", 0, smoke(), Sink()), Job("spot", 1, smoke(feed=1.0e6), Sink())]
@@ -188,11 +188,18 @@ def test_reference_controls_run_in_the_same_batch():
     from rdbench.systems.base import Job, RunContext
 
     class Sink:
-        def log_image(self, *a, **k):
-            pass
+        figures = {}
+
+        def log_figure(self, figure, artifact_file):
+            self.figures[artifact_file] = figure
 
     s = smoke()
-    (outcome,) = GrayScott().run([Job("spot", 0, s, Sink())], RunContext())
+    sink = Sink()
+    (outcome,) = GrayScott().run([Job("spot", 0, s, sink)], RunContext())
+    assert set(sink.figures) == {"fields/final_u.png", "fields/final_v.png"}
+    field_axes, colour_bar = sink.figures["fields/final_v.png"].axes  # the field and its colour bar
+    assert field_axes.get_title() == f"v: spot, F={s.feed:g}, k={s.kill:g}, step {s.steps}"
+    assert colour_bar.get_ylabel() == "v"
     assert set(outcome.controls) == {"no_pattern", "homogeneous"}
     homogeneous = outcome.controls["homogeneous"]
     assert homogeneous.M_react == 0.0 and homogeneous.M_diff == 0.0  # u = 1, v = 0 is a fixed point

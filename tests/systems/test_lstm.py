@@ -226,3 +226,25 @@ def test_every_profile_and_case_resolves():
     assert (paper.hidden_size, paper.n_sequences, paper.seq_len, paper.epochs) == (16, 1000, 200, 200)
     assert (paper.learning_rate, paper.batch_size, paper.init) == (1e-2, None, "normal")
     assert paper.measure.mode == "generate" and paper.measure.generate_steps == 200
+
+
+@pytest.mark.parametrize(
+    ("dataset", "extra", "unused"),
+    [
+        ("sine", {}, {"lorenz", "vanderpol", "solver", "data_path", "file"}),
+        ("lorenz", {}, {"sine", "vanderpol", "data_path", "file"}),
+        ("vanderpol", {"measure.mode": "teacher"},
+         {"sine", "lorenz", "data_path", "file", "measure.seed_length", "measure.generate_steps",
+          "measure.record_warmup", "measure.plot_samples"}),
+    ],
+)
+def test_a_case_logs_only_the_settings_it_reads(dataset, extra, unused):
+    from rdbench.config import flatten_settings
+    from rdbench.study.cells import plan_cells
+
+    (cell,) = plan_cells("lstm", [dataset], [0], "smoke", extra)
+    assert LSTMSystem().unused_settings(cell.settings) == unused
+    params = cell.params("cpu")
+    assert all(k.split(".")[0] not in unused and k not in unused for k in params)
+    assert set(flatten_settings(cell.settings)) - set(params)  # dropped from the params ...
+    assert params[f"{dataset}.noise"] is not None and params["hidden_size"] == 16  # ... the case's own kept

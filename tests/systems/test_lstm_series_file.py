@@ -3,6 +3,8 @@ scaling of the generated sets, every bad file refused in one line, and a CSV run
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -129,6 +131,11 @@ def test_run_lstm_on_a_csv_end_to_end(tmp_path, experiment, mlflow_client, runs_
     assert m["n_samples"] == 4 and m["n_steps"] == 30  # smoke: 10 warm-up + 20 generated steps
     for key in ("R", "M_react", "M_diff", "control.untrained.R", "control.shuffled.R", "train_loss_final"):
         assert key in m, key
+    inputs = {d.dataset.name: d.dataset for d in mlflow_client.get_run(run.info.run_id).inputs.dataset_inputs}
+    assert set(inputs) == {"csv:waves.csv/train", "csv:waves.csv/test"}
+    assert json.loads(inputs["csv:waves.csv/train"].source)["uri"] == str(path.resolve())
+    assert json.loads(inputs["csv:waves.csv/test"].profile)["shape"] == [6, 40]
+    assert not any(k.startswith(("sine.", "lorenz.", "vanderpol.", "solver.")) for k in p)
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rdbench.systems.records import DatasetRecord, dataset_record
+
 IMAGE_SIZE = 32
 DOWNLOAD_TIMEOUT_S = 20.0
 
@@ -102,6 +104,7 @@ class ImageSet:
 
     spec: DatasetSpec
     images: torch.Tensor
+    source: str = ""  # where the images were read from (a folder, a file, code:<module>); default: spec.folder
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -111,12 +114,17 @@ class ImageSet:
         return 255.0 if self.images.dtype == torch.uint8 else 1.0
 
     def to(self, device: torch.device) -> ImageSet:
-        return ImageSet(self.spec, self.images.to(device))
+        return ImageSet(self.spec, self.images.to(device), self.source)
 
     def batch(self, index: torch.Tensor, pixel_range: tuple[float, float]) -> torch.Tensor:
         """Images ``index`` as float32 in ``pixel_range`` (0 -> low end, full scale -> high end)."""
         lo, hi = pixel_range
         return self.images[index].to(torch.float32) * ((hi - lo) / self.full_scale) + lo
+
+    def record(self, context: str = "training") -> DatasetRecord:
+        """The set as a run input: its name, source, a digest of every pixel and its shape."""
+        return dataset_record(self.spec.name, self.source or self.spec.folder, self.images, context,
+                              self.spec.description)
 
     def describe(self) -> dict:
         return {
@@ -133,7 +141,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> ImageSet:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     spec = DATASETS[name]
     if name == "digits":
-        return ImageSet(spec, _digits())
+        return ImageSet(spec, _digits(), "code:sklearn.datasets.load_digits")
     root = Path(data_dir) if data_dir else default_data_dir()
     dataset = _torchvision_dataset(spec, root)
     if spec.channels == 1:
@@ -142,7 +150,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> ImageSet:
         images = F.pad(data, (pad, pad, pad, pad))[:, None]
     else:
         images = torch.as_tensor(dataset.data).permute(0, 3, 1, 2).contiguous()  # HWC -> CHW
-    return ImageSet(spec, images)
+    return ImageSet(spec, images, str(root / spec.folder))
 
 
 def _torchvision_dataset(spec: DatasetSpec, root: Path):

@@ -66,14 +66,21 @@ def sample(
     device: torch.device,
     meter: BalanceMeter | None = None,
     progress=None,
+    snapshots: dict[int, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Draw ``n`` samples of ``shape`` from ``x_T ~ N(0, I)``; feed ``meter`` if given.
 
-    ``shape`` is ``(C, H, W)``: any image size the network accepts.
+    ``shape`` is ``(C, H, W)``: any image size the network accepts. ``snapshots``
+    (reverse step -> images), if given, receives a CPU copy of the first
+    :data:`SNAPSHOT_IMAGES` images at the steps :func:`snapshot_steps` names (step 0:
+    ``x_T``; step ``T``: the samples).
     """
     x = torch.randn((n, *shape), generator=generator, device=device)
     t_batch = torch.empty(n, dtype=torch.long, device=device)
     T = schedule.timesteps
+    keep = set(snapshot_steps(T)) if snapshots is not None else set()
+    if 0 in keep:
+        snapshots[0] = x[:SNAPSHOT_IMAGES].float().cpu()
     for t in range(T - 1, -1, -1):
         t_batch.fill_(t)
         eps = eps_fn(x, t_batch)
@@ -87,9 +94,20 @@ def sample(
             x = schedule.reverse_mean(x, t, eps)
             if noisy:
                 x = x + schedule.sigma(t) * z
+        if T - t in keep:
+            snapshots[T - t] = x[:SNAPSHOT_IMAGES].float().cpu()
         if progress is not None:
             progress.update(1)
     return x
+
+
+SNAPSHOT_IMAGES = 8  # images per snapshot row of the sample grids
+SNAPSHOT_ROWS = 5  # x_T, three intermediate steps, the samples
+
+
+def snapshot_steps(timesteps: int) -> list[int]:
+    """Reverse steps kept for the sample grids: 0 (``x_T``), evenly spaced ones, ``timesteps`` (``x_0``)."""
+    return sorted({round(k * timesteps / (SNAPSHOT_ROWS - 1)) for k in range(SNAPSHOT_ROWS)})
 
 
 def measure(
@@ -101,17 +119,20 @@ def measure(
     seed: int,
     device: torch.device,
     progress=None,
+    snapshots: dict[int, torch.Tensor] | None = None,
 ) -> tuple[BalanceResult, torch.Tensor]:
     """Sample ``n`` images in batches through the probe; return the pooled result and the images.
 
     The noise comes from one generator seeded with ``seed``, so two predictors
     measured with the same seed see the same ``x_T`` and the same ``z`` at every step.
+    ``snapshots`` receives the first batch's (see :func:`sample`).
     """
     generator = torch.Generator(device=device).manual_seed(seed)
     results, images = [], []
     for start in range(0, n, batch_size):
         rows = min(batch_size, n - start)
         meter = BalanceMeter(rows, TERMS, device=device)
-        images.append(sample(eps_fn, schedule, rows, shape, generator, device, meter, progress))
+        images.append(sample(eps_fn, schedule, rows, shape, generator, device, meter, progress,
+                             snapshots if start == 0 else None))
         results.append(meter.result())
     return BalanceResult.pool(results), torch.cat(images)

@@ -18,8 +18,16 @@ One job (dataset x seed) runs, in order:
    of the training set (a network that learned perfectly) and of uniform-noise
    images (data with no structure), through the same sampler with the same noise.
 
-With ``pretrained`` set (a diffusers ``DDPMPipeline`` folder or Hub id,
-:mod:`.pretrained`), steps 1 and 2 are skipped: the public model is sampled through
+The training set is a run input (``log_input``: name, source, digest); the EMA
+network that was measured is logged as the MLflow model ``model``
+(:class:`~rdbench.systems.records.ModelRecord`: its config, its state dict). With
+``pretrained`` set to such a model (``--model runs:/<id>/model``), :meth:`DDPM.run_logged`
+rebuilds it and repeats steps 1, 3 and 4 without training: the same R for the same
+settings and seed. Sample grids show the first images at five reverse steps
+(:mod:`.grid`).
+
+With ``pretrained`` set to a diffusers ``DDPMPipeline`` folder or Hub id
+(:mod:`.pretrained`), steps 1 and 2 are skipped: the public model is sampled through
 the same probe with its own schedule (its scheduler config decides the number of
 steps, the betas, the variance, the clipping and what the network predicts; the
 ``schedule`` and ``sampler.variance`` settings are not used), then the oracle
@@ -31,8 +39,8 @@ Images come from a named dataset (:mod:`.data`) or from the user's files
 (``imagefolder:DIR``, ``npz:FILE``; :mod:`.user_images`), with their own channel
 count and size; the U-Net needs a size its levels can halve (``check()`` says so).
 
-Nothing here imports MLflow: losses, images and checkpoints go through the job's
-Recorder.
+Nothing here imports MLflow: losses, images, checkpoints, datasets and the model go
+through the job's Recorder.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from rdbench.config import ConfigError, Settings
 from rdbench.systems.base import Job, Outcome, RunContext, System
 from rdbench.systems.ddpm import pretrained as public
 from rdbench.systems.ddpm.data import DATASETS, ImageSet, default_data_dir, load_dataset
+from rdbench.systems.ddpm.grid import sampling_grid
 from rdbench.systems.ddpm.model import UNet, count_parameters
 from rdbench.systems.ddpm.oracle import OracleSettings, oracle_controls
 from rdbench.systems.ddpm.sample import measure, network_predictor
@@ -63,6 +72,7 @@ from rdbench.systems.ddpm.user_images import (
     survey_image_folder,
     survey_npz,
 )
+from rdbench.systems.records import ModelRecord, is_logged_model, load_logged_model
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 USER_DATASETS = ("imagefolder", "npz")
@@ -184,21 +194,6 @@ def checkpoint_dir(job: Job, ctx: RunContext) -> Path:
     return Path(root) / "checkpoints" / job.config_hash
 
 
-def image_grid(images: torch.Tensor, pixel_range: tuple[float, float], columns: int = 8) -> np.ndarray:
-    """Samples ``(N, C, H, W)`` -> one ``HxW`` (grey) or ``HxWx3`` array in [0, 1], 2-pixel gaps."""
-    lo, hi = pixel_range
-    x = ((images.float().cpu() - lo) / (hi - lo)).clamp(0, 1)
-    n, c, h, w = x.shape
-    columns = min(columns, n)
-    rows = -(-n // columns)
-    grid = torch.ones(c, rows * (h + 2) - 2, columns * (w + 2) - 2)
-    for i in range(n):
-        r, k = divmod(i, columns)
-        grid[:, r * (h + 2) : r * (h + 2) + h, k * (w + 2) : k * (w + 2) + w] = x[i]
-    out = grid.permute(1, 2, 0).numpy().astype(np.float64)
-    return out[:, :, 0] if c == 1 else out
-
-
 class DDPM(System):
     """Plug-in: trains and measures one DDPM per job."""
 
@@ -214,6 +209,10 @@ class DDPM(System):
         check_schedule(settings)
         survey = self._check_data(settings)
         shape = survey.shape if survey is not None else DATASETS[settings.dataset].shape
+        if is_logged_model(settings.pretrained):
+            self._check_model(settings.model, shape)
+            load_logged_model(settings.pretrained, self.name).require(network_config(settings, shape))
+            return
         if settings.pretrained:
             model = public.locate(settings.pretrained)
             if settings.oracle.train_images and shape != model.sample_shape:
@@ -269,11 +268,14 @@ class DDPM(System):
     def run_one(self, job: Job, ctx: RunContext) -> Outcome:
         s: DDPMSettings = job.settings
         self.check(s)
+        if is_logged_model(s.pretrained):
+            return self.run_logged(job, ctx)
         if s.pretrained:
             return self.run_pretrained(job, ctx)
         device = ctx.device
         data: ImageSet = load_images(s, ctx.data_dir)
         job.recorder.log_dict(data.describe(), "dataset.json")
+        job.recorder.log_input(data.record("training"))
         schedule = build_schedule(s, device)
         shape = data.spec.shape
 
@@ -285,10 +287,7 @@ class DDPM(System):
         # 1. the untrained control (the same initial weights a resumed run rebuilds)
         model = build_model(s, job.seed, shape[0]).to(device)
         n_params = count_parameters(model)
-        untrained, untrained_images = balance(model, s.sampler.samples, f"ddpm/{job.case} untrained")
-        job.recorder.log_metrics(_probe_metrics(untrained), step=0)
-        job.recorder.log_image(image_grid(untrained_images, s.pixel_range), "samples/untrained.png",
-                               cmap="gray" if shape[0] == 1 else None)
+        untrained = _untrained_control(job, ctx, model, schedule, shape)
 
         # 2. training, with checkpoints and R probes
         folder = checkpoint_dir(job, ctx)
@@ -318,6 +317,10 @@ class DDPM(System):
             s.pixel_range, data, "trained",
         )
         job.recorder.log_metrics(_probe_metrics(result), step=report.steps)
+        job.recorder.log_model(ModelRecord(
+            self.name, trainer.ema.model, {**network_config(s, shape), **_provenance(job), "train_steps": report.steps},
+            _input_example(shape),
+        ))
         return Outcome(
             balance=result,
             controls={"untrained": untrained, **controls},
@@ -330,6 +333,33 @@ class DDPM(System):
                 "checkpoints_written": float(report.checkpoints),
                 "n_parameters": float(n_params),
             },
+        )
+
+    def run_logged(self, job: Job, ctx: RunContext) -> Outcome:
+        """A network logged by an earlier run (``--model runs:/<id>/model``) measured again without
+        training: rebuilt from its config, its weights loaded (strict), then the same untrained
+        control, measurement and oracle controls as the run that trained it, hence the same R for
+        the same seed and settings (``check()`` refused any setting that shapes the network)."""
+        s: DDPMSettings = job.settings
+        logged = load_logged_model(s.pretrained, self.name)
+        job.recorder.log_dict(logged.config, "reloaded/model.json")
+        data = load_images(s, ctx.data_dir)
+        job.recorder.log_dict(data.describe(), "dataset.json")
+        job.recorder.log_input(data.record("evaluation"))
+        schedule = build_schedule(s, ctx.device)
+        shape = data.spec.shape
+        model = build_model(s, job.seed, shape[0]).to(ctx.device)
+        untrained = _untrained_control(job, ctx, model, schedule, shape)
+        logged.load_into(model, ctx.device)
+        result, controls, metrics = _measure_with_controls(
+            job, ctx, network_predictor(model, s.bf16, s.channels_last), schedule, shape, s.pixel_range, data,
+            "reloaded",
+        )
+        return Outcome(
+            balance=result,
+            controls={"untrained": untrained, **controls},
+            metrics={**metrics, "n_parameters": float(count_parameters(model)),
+                     "train_steps_done": float(logged.config.get("train_steps", 0))},
         )
 
     def run_pretrained(self, job: Job, ctx: RunContext) -> Outcome:
@@ -345,6 +375,7 @@ class DDPM(System):
         if s.oracle.train_images:
             data = load_images(s, ctx.data_dir)
             job.recorder.log_dict(data.describe(), "dataset.json")
+            job.recorder.log_input(data.record("oracle"))
         result, controls, metrics = _measure_with_controls(
             job, ctx, public.unet_predictor(unet), schedule, model.sample_shape, public.PIXEL_RANGE, data, "pretrained",
         )
@@ -371,12 +402,12 @@ def _measure_with_controls(
     s: DDPMSettings = job.settings
     batches = -(-s.sampler.samples // s.sampler.batch_size)
     t0 = time.perf_counter()
+    snapshots: dict[int, torch.Tensor] = {}
     with ctx.progress(schedule.timesteps * batches, f"ddpm/{job.case} sampling") as bar:
-        result, images = measure(predictor, schedule, s.sampler.samples, s.sampler.batch_size, shape, job.seed,
-                                 ctx.device, bar)
+        result, _ = measure(predictor, schedule, s.sampler.samples, s.sampler.batch_size, shape, job.seed,
+                            ctx.device, bar, snapshots)
     sampling_s = time.perf_counter() - t0
-    job.recorder.log_image(image_grid(images, pixel_range), f"samples/{label}.png",
-                           cmap="gray" if shape[0] == 1 else None)
+    job.recorder.log_image(sampling_grid(snapshots, schedule.timesteps, pixel_range), f"samples/{label}.png")
     closed = schedule.closed_form_m_diff(int(np.prod(shape)))
     with ctx.progress(schedule.timesteps * 2 * batches, f"ddpm/{job.case} oracle") as bar:
         controls, counts = oracle_controls(
@@ -391,6 +422,41 @@ def _measure_with_controls(
         "sampling_s": sampling_s,
     }
     return result, controls, metrics
+
+
+def _untrained_control(job: Job, ctx: RunContext, model, schedule: NoiseSchedule, shape: tuple[int, int, int]):
+    """The freshly initialised network measured through the probe (the same sampling noise as the
+    measurement); its grid is ``samples/untrained.png``."""
+    s: DDPMSettings = job.settings
+    snapshots: dict[int, torch.Tensor] = {}
+    eps = network_predictor(model, s.bf16, s.channels_last)
+    steps = s.schedule.timesteps * -(-s.sampler.samples // s.sampler.batch_size)
+    with ctx.progress(steps, f"ddpm/{job.case} untrained") as bar:
+        untrained, _ = measure(eps, schedule, s.sampler.samples, s.sampler.batch_size, shape, job.seed, ctx.device,
+                               bar, snapshots)
+    job.recorder.log_metrics(_probe_metrics(untrained), step=0)
+    job.recorder.log_image(sampling_grid(snapshots, schedule.timesteps, s.pixel_range), "samples/untrained.png")
+    return untrained
+
+
+def network_config(s: DDPMSettings, shape: tuple[int, int, int]) -> dict:
+    """What shapes the trained network and what its output means: a logged model is reloaded only
+    with settings that match it entry by entry."""
+    return {
+        "image_shape": list(shape),
+        "model": s.model.model_dump(mode="json"),
+        "schedule": s.schedule.model_dump(mode="json"),
+        "pixel_range": list(s.pixel_range),
+    }
+
+
+def _provenance(job: Job) -> dict:
+    return {"case": job.case, "seed": job.seed, "profile": job.profile, "config_hash": job.config_hash}
+
+
+def _input_example(shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """The U-Net's inputs for the model signature: one noisy image ``x`` and its timestep ``t``."""
+    return {"x": np.zeros((1, *shape), dtype=np.float32), "t": np.zeros((1,), dtype=np.int64)}
 
 
 def _dims(shape: tuple[int, ...]) -> str:

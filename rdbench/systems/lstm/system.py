@@ -13,6 +13,11 @@ controls in the same run:
 If R ~ 1 were a property of any bounded LSTM rather than of a trained one, the
 controls would show it too.
 
+The train and test sets are run inputs (``log_input``); the trained network is logged
+as the MLflow model ``model``, and ``pretrained`` (``--model runs:/<id>/model``)
+measures such a model again, with its controls, without training. Only the settings
+of the run's dataset are params (:meth:`LSTMSystem.unused_settings`).
+
 The data are generated (``sine``, ``lorenz``, ``vanderpol``) or the user's own
 (``csv:FILE``, ``npy:FILE``; :mod:`.series_file`), which ``check()`` reads whole
 before any run exists, so that a bad file is refused in one line.
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -36,7 +40,6 @@ from rdbench.config import ConfigError, Settings
 from rdbench.systems.base import Job, Outcome, RunContext, System
 from rdbench.systems.lstm.data import (
     LorenzSettings,
-    SequenceData,
     SineSettings,
     SolverSettings,
     VanDerPolSettings,
@@ -54,6 +57,7 @@ from rdbench.systems.lstm.model import (
 )
 from rdbench.systems.lstm.probe import measure_generation, measure_teacher_forced
 from rdbench.systems.lstm.series_file import FILE_KINDS, FileSeriesSettings
+from rdbench.systems.records import ModelRecord, dataset_record, is_logged_model, load_logged_model
 
 
 class EarlyStop(Settings):
@@ -93,6 +97,7 @@ class LSTMSettings(Settings):
     early_stop: EarlyStop
     measure: MeasureSettings
     threads: PositiveInt | None  # torch CPU threads while a job runs (null: PyTorch's default)
+    pretrained: str | None = None  # a model logged by an earlier run (runs:/<id>/model): measured, not trained
 
 
 class LSTMSystem(System):
@@ -120,6 +125,24 @@ class LSTMSystem(System):
             raise ConfigError(f"measure.seed_length={m.seed_length} exceeds seq_len={seq_len}{what}")
         if s.sine.freq_min > s.sine.freq_max:
             raise ConfigError(f"sine.freq_min={s.sine.freq_min} exceeds sine.freq_max={s.sine.freq_max}")
+        if s.pretrained is not None:
+            if not is_logged_model(s.pretrained):
+                raise ConfigError(f"pretrained={s.pretrained!r}: the LSTM reloads only models that rdbench logged "
+                                  "(runs:/<run id>/model, models:/..., or such a model's folder)")
+            load_logged_model(s.pretrained, self.name).require(network_config(s))
+
+    def unused_settings(self, settings: LSTMSettings) -> set[str]:
+        """The other datasets' settings (a sine run logs no Lorenz or Van der Pol parameters), the
+        ODE solver unless an ODE is integrated, and the generation knobs in teacher mode."""
+        generators = {"sine", "lorenz", "vanderpol"}
+        unused = generators - {settings.dataset}
+        if settings.dataset in FILE_KINDS:
+            unused.add("solver")
+        else:
+            unused |= {"data_path", "file"} | ({"solver"} if settings.dataset == "sine" else set())
+        if settings.measure.mode == "teacher":
+            unused |= {f"measure.{k}" for k in ("seed_length", "generate_steps", "record_warmup", "plot_samples")}
+        return unused
 
     @staticmethod
     def _data_dims(s: LSTMSettings) -> tuple[int, int, str]:
@@ -155,18 +178,30 @@ class LSTMSystem(System):
         data = make_dataset(s, job.seed)
         train = torch.as_tensor(data.train, dtype=torch.float32, device=device)
         test = torch.as_tensor(data.test, dtype=torch.float32, device=device)
+        source = s.data_path if s.dataset in FILE_KINDS else "code:rdbench.systems.lstm.data"
+        label = dataset_label(s)
+        reloaded = s.pretrained is not None
+        if not reloaded:
+            job.recorder.log_input(dataset_record(f"{label}/train", source, data.train, "training"))
+        job.recorder.log_input(dataset_record(f"{label}/test", source, data.test, "evaluation"))
 
         model = build_model(s.hidden_size, s.init, job.seed).to(device)
         untrained = copy.deepcopy(model)
-        with ctx.progress(s.epochs, f"lstm {s.dataset} seed={job.seed}") as bar:
-            history = train_model(
-                model, train, test, s.epochs, s.learning_rate, s.batch_size, job.seed,
-                s.early_stop.patience, s.early_stop.min_delta,
-                on_epoch=lambda *_: bar.update(1),
-            )
-        epochs = list(range(1, history.epochs_run + 1))
-        job.recorder.log_series("train_loss", history.train_loss, epochs)
-        job.recorder.log_series("test_loss", history.test_loss, epochs)
+        if reloaded:  # a logged network: its weights (strict), no training
+            logged = load_logged_model(s.pretrained, self.name)
+            job.recorder.log_dict(logged.config, "reloaded/model.json")
+            logged.load_into(model, device)
+            history = None
+        else:
+            with ctx.progress(s.epochs, f"lstm {s.dataset} seed={job.seed}") as bar:
+                history = train_model(
+                    model, train, test, s.epochs, s.learning_rate, s.batch_size, job.seed,
+                    s.early_stop.patience, s.early_stop.min_delta,
+                    on_epoch=lambda *_: bar.update(1),
+                )
+            epochs = list(range(1, history.epochs_run + 1))
+            job.recorder.log_series("train_loss", history.train_loss, epochs)
+            job.recorder.log_series("test_loss", history.test_loss, epochs)
 
         shuffled = shuffled_copy(model, job.seed + 1)
         balance, generation = measure(model, test, s.measure)
@@ -175,7 +210,14 @@ class LSTMSystem(System):
             "shuffled": measure(shuffled, test, s.measure)[0],
         }
 
-        self._log_weights(job, model, untrained, data)
+        if not reloaded:
+            job.recorder.log_model(ModelRecord(
+                self.name, model,
+                {**network_config(s), "init": s.init, "data_offset": data.offset, "data_scale": data.scale,
+                 "dataset": label, "case": job.case, "seed": job.seed, "profile": job.profile,
+                 "config_hash": job.config_hash, "epochs_run": history.epochs_run},
+                np.asarray(data.test[:1], dtype=np.float32),
+            ))
         if s.measure.mode == "generate" and s.measure.plot_samples:
             job.recorder.log_figure(
                 generation_figure(generation, test, s.measure, dataset_label(s)), "plots/generated_vs_true.png"
@@ -184,32 +226,23 @@ class LSTMSystem(System):
             balance=balance,
             controls=controls,
             metrics={
-                "train_loss_final": history.train_loss[-1],
-                "test_loss_final": history.test_loss[-1],
+                **({} if history is None else {
+                    "train_loss_final": history.train_loss[-1],
+                    "test_loss_final": history.test_loss[-1],
+                    "epochs_run": float(history.epochs_run),
+                    "early_stopped": float(history.stopped_early),
+                }),
                 "test_loss_last_value": last_value_loss(test),
                 "train_sequences": float(train.shape[0]),
                 "test_sequences": float(test.shape[0]),
                 "sequence_length": float(train.shape[1]),
-                "epochs_run": float(history.epochs_run),
-                "early_stopped": float(history.stopped_early),
             },
         )
 
-    @staticmethod
-    def _log_weights(job: Job, model: NextStepLSTM, untrained: NextStepLSTM, data: SequenceData) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "lstm_weights.pt"
-            torch.save(
-                {
-                    "hidden_size": model.hidden_size,
-                    "trained": {k: v.cpu() for k, v in model.state_dict().items()},
-                    "initial": {k: v.cpu() for k, v in untrained.state_dict().items()},
-                    "data_offset": data.offset,
-                    "data_scale": data.scale,
-                },
-                path,
-            )
-            job.recorder.log_artifact(path, "model")
+
+def network_config(s: LSTMSettings) -> dict:
+    """What shapes the network: a logged model is reloaded only with settings that match it."""
+    return {"hidden_size": s.hidden_size}
 
 
 def dataset_label(s: LSTMSettings) -> str:
