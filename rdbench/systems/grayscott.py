@@ -25,14 +25,17 @@ into the next buffer and reduces the four term norms in the same call. The eager
 (``compile: false``) runs the same equations op by op into five buffers allocated
 once. Neither allocates anything the size of the grid per step.
 
-Why that matters: the resident set of a long CPU run used to grow without bound
-(a 12-row 256x256 batch: ~250 MB/s, OOM-killed at 24 GB). Each step allocated a
-dozen fresh multi-megabyte tensors; glibc's malloc serves blocks above its mmap
-threshold with mmap, but raises that threshold (up to 32 MB) each time such a block
-is freed, so from then on they come from the heap, where freed blocks interleaved
-with small long-lived allocations (tensor metadata, the meter) fragment it and are
-never returned to the system. ``MALLOC_MMAP_THRESHOLD_`` hid it; allocating the
-grid-sized arrays once removes the cause.
+Why that matters: the resident set of a long CPU run was reported growing without
+bound (a 12-row 256x256 batch: ~250 MB/s, OOM-killed at 24 GB) and staying at 0.7 GB
+with ``MALLOC_MMAP_THRESHOLD_=131072``. The old step allocated a dozen fresh
+grid-sized tensors per step. That the environment variable cures it points at glibc's
+malloc: blocks above its mmap threshold are mmap'd and returned on free, but by
+default the threshold rises (up to 32 MB) each time such a block is freed, so later
+blocks come from the heap, where interleaved small long-lived allocations fragment it
+and freed memory is not given back; the variable pins the threshold. (The growth did
+not reproduce on the shared 2-core machine where this was rewritten: the old code
+stayed at ~0.8 GB for two minutes there.) Allocating the grid-sized arrays once takes
+the allocator out of the loop, whatever its settings.
 
 Divergence is per row: a row whose state turns NaN/Inf is frozen and reported on its
 own (:attr:`GrayScottSimulation.diverged_at`), and the others run on unchanged.
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,7 +214,11 @@ def _term_norms(state, feed, kill, diffusion_u: float, diffusion_v: float, dx: f
     """Per row, the L2 norm of each rate over the grid (Eqs. 12, 15 and the activator's pair):
     ``(rows, 4)``. Reduced over the grid's two dims (the halo makes a flattened view strided)."""
     _, _, terms = _padded_terms(state, feed, kill, diffusion_u, diffusion_v, dx)
-    return torch.stack([torch.linalg.vector_norm(t, dim=(-2, -1)) for t in terms], dim=1)
+    # The norm of the row norms is the Frobenius norm. Reduced in two stages of N, the compiled CPU
+    # kernel sums plainly; one reduction of N^2 > 4096 float32 values makes inductor use its cascade
+    # summation, which doubled the cost of a measured step at batch 1.
+    return torch.stack([torch.linalg.vector_norm(torch.linalg.vector_norm(t, dim=-1), dim=-1) for t in terms],
+                       dim=1)
 
 
 def _measured_update_into(state, u_out, v_out, feed, kill, diffusion_u: float, diffusion_v: float, dt: float,
@@ -370,7 +378,16 @@ class GrayScottSimulation:
         """One step; when ``meter`` is given, the step's term norms are recorded into it."""
         nxt = self._spare
         u_next, v_next = nxt[0, :, 1:-1, 1:-1], nxt[1, :, 1:-1, 1:-1]
-        norms = self._step(self._state, u_next, v_next, self.feed, self.kill, *self.constants, meter is not None)
+        args = (self._state, u_next, v_next, self.feed, self.kill, *self.constants, meter is not None)
+        try:
+            norms = self._step(*args)
+        except torch._dynamo.exc.BackendCompilerFailed as exc:  # e.g. no C++ compiler on this machine
+            self._step = _EagerStep(self.u, self.feed, self.kill)
+            cause = getattr(exc, "inner_exception", None) or exc
+            first = (str(cause).strip().splitlines() or [""])[0][:200]
+            warnings.warn(f"Gray-Scott: torch.compile failed ({type(cause).__name__}: {first}); running the "
+                          f"eager step (same equations, slower)", RuntimeWarning, stacklevel=2)
+            norms = self._step(*args)
         for row in self._frozen:
             u_next[row].copy_(self.u[row])
             v_next[row].copy_(self.v[row])

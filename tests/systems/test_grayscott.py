@@ -146,7 +146,7 @@ def test_a_diverging_job_fails_alone_with_its_reason():
     from rdbench.systems.base import Job, RunContext
 
     class Sink:
-        def log_image(self, *a, **k):
+        def log_figure(self, *a, **k):
             pass
 
     jobs = [Job("spot", 0, smoke(), Sink()), Job("spot", 1, smoke(feed=1.0e6), Sink())]
@@ -230,3 +230,25 @@ def test_bench_rd_memory_prints_rss_at_both_marks_and_the_growth():
     assert result.exit_code == 0, result.output
     assert "after     20 steps:" in result.output and "after    200 steps:" in result.output
     assert "growth from 20 to 200 steps:" in result.output and "(target <= 5 %)" in result.output
+
+
+@pytest.mark.slow
+def test_without_a_working_compiler_the_fused_step_falls_back_to_eager(monkeypatch, tmp_path):
+    """A machine without a C++ compiler (a slim image) still runs the paper profile, eagerly."""
+    import torch._dynamo
+    import torch._inductor.config
+
+    import rdbench.systems.grayscott as gs
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # cold cache: the compiler must run
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, str(tmp_path / "no-such-g++")))
+    monkeypatch.setattr(gs, "_compiled", None)
+    torch._dynamo.reset()
+    s = smoke()
+    fused = GrayScottSimulation([s.model_copy(update={"compile": True})], [0])
+    with pytest.warns(RuntimeWarning, match="torch.compile failed .*running the eager step"):
+        fused.run(BalanceMeter(1, TERMS))
+    eager = GrayScottSimulation([s], [0])
+    eager.run(BalanceMeter(1, TERMS))
+    torch.testing.assert_close(fused.v, eager.v)
+    torch._dynamo.reset()
