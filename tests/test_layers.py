@@ -23,7 +23,7 @@ BELOW: dict[str, set[str]] = {
     "study": {"tracking", "systems", "balance", "config", "provenance"},
     "phase": {"study", "tracking", "systems", "balance", "config", "provenance"},  # maps over (F, k)
     "report": {"tracking", "config", "provenance"},  # the report reads the store, never a system
-    "bench": {"tracking", "systems", "balance", "config", "provenance", "processes"},
+    "bench": {"study", "tracking", "systems", "balance", "config", "provenance", "processes"},  # bench ray times a grid
     "container": {"config", "provenance"},  # no torch, no MLflow: fails fast without an engine
     "tracking": {"balance", "config", "provenance", "processes"},
     "systems": {"balance", "config"},  # systems never import MLflow: they log through the Recorder
