@@ -58,6 +58,7 @@ def print_report(
     figures: bool = True,
     log: bool = True,
     log_scale: bool = False,
+    controls: bool = True,
     published_path: str | Path | None = None,
 ) -> None:
     """Table 1 and/or the figures of the chosen cell runs: printed, written to ``out_dir``, logged."""
@@ -76,7 +77,8 @@ def print_report(
         for _, cell in report.left_out.iterrows():
             click.echo(f"  not in the table: {cell['run_name']} {cell['status']}: {cell['error'] or ''}")
     with one_line_errors(OSError):
-        write_report(client, report, out_dir, table=table, figures=figures, log=log, log_scale=log_scale)
+        write_report(client, report, out_dir, table=table, figures=figures, log=log, log_scale=log_scale,
+                     controls=controls)
     click.echo("wrote " + ", ".join(str(p) for p in report.files))
     if report.logged_to:
         click.echo(f"logged to the parent run {report.logged_to}")

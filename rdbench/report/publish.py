@@ -4,10 +4,16 @@
 and builds Table 1; :func:`write_report` writes the table (CSV, Markdown, LaTeX) and
 the figures (PNG, PDF) to a folder and, when the selection is a grid, logs them to the
 grid's parent run (the table also as an MLflow table the UI renders).
+
+A regeneration replaces what the previous one logged: ``table/table1.{csv,md,tex,json}``
+and ``figures/fig2_R_t.*``, ``figures/fig3_R_final.*`` are one file each on the parent
+run, always the latest (the run's history of regenerations is not kept; rerun
+``rdbench table --parent RUN_ID`` to rebuild it from the cells).
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +28,7 @@ from rdbench.tracking.runs import TrackedRun
 
 TABLE_DIR = "table"  # artifact folders on the grid's parent run
 FIGURE_DIR = "figures"
-TABLE_JSON = "table1.json"
+TABLE_JSON = "table1.json"  # the MLflow table the UI renders, replaced at each regeneration
 
 
 @dataclass
@@ -72,6 +78,7 @@ def write_report(
     figures: bool = True,
     log: bool = True,
     log_scale: bool = False,
+    controls: bool = True,
 ) -> Report:
     """Write Table 1 and/or the figures to ``out_dir``; log them to the grid's parent if ``log``."""
     from rdbench.report.figures import draw_figures  # matplotlib: only when figures are drawn
@@ -83,10 +90,10 @@ def write_report(
         if target:
             for path in paths:
                 target.log_artifact(path, TABLE_DIR)
-            target.log_table(report.table, _next_free(client, target.run_id, TABLE_DIR, TABLE_JSON))
+            _replace_table(client, target, report.table)
     if figures:
         paths = draw_figures(client, report.cells, report.published, out_dir,
-                             log_scale=log_scale, title_note=report.note)
+                             log_scale=log_scale, title_note=report.note, controls=controls)
         report.files += paths
         if target:
             for path in paths:
@@ -96,12 +103,19 @@ def write_report(
     return report
 
 
-def _next_free(client: Any, run_id: str, folder: str, name: str) -> str:
-    """``folder/name``, or ``folder/<stem>-2.json``... when taken: ``log_table`` appends to a file."""
-    existing = {Path(a.path).name for a in client.list_artifacts(run_id, folder)}
-    stem, suffix = Path(name).stem, Path(name).suffix
-    candidate, n = name, 1
-    while candidate in existing:
-        n += 1
-        candidate = f"{stem}-{n}{suffix}"
-    return f"{folder}/{candidate}"
+def _replace_table(client: Any, target: TrackedRun, table: pd.DataFrame) -> None:
+    """Log ``table`` as ``table/table1.json``, replacing an earlier one.
+
+    MLflow's ``log_table`` appends to an existing file (a regenerated table would
+    hold every row twice), so only the first regeneration goes through it (it also
+    registers the file with the UI); later ones write the same format (pandas
+    ``split`` JSON, as ``log_table`` does) over the file.
+    """
+    name = f"{TABLE_DIR}/{TABLE_JSON}"
+    if name not in {a.path for a in client.list_artifacts(target.run_id, TABLE_DIR)}:
+        target.log_table(table, name)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / TABLE_JSON
+        table.to_json(path, orient="split", index=False, date_format="iso")
+        target.log_artifact(path, TABLE_DIR)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rdbench.config import SystemConfig
 from rdbench.report.published import Published
 from rdbench.tracking.tags import (
     TAG_CASE,
@@ -93,8 +94,10 @@ def row_keys(cells: pd.DataFrame) -> list[tuple[str, str, str]]:
 def build_table(cells: pd.DataFrame, published: Published) -> pd.DataFrame:
     """Table 1: one row per system and case, mean and sample std over seeds beside the paper.
 
-    Only FINISHED cells count. ``<q>_paper`` and ``<q>_delta`` (ours minus the
-    paper) for q in M_react, M_diff, R, R_final; controls as ``control.<name>.<q>``.
+    Only FINISHED cells count. ``<q>_paper`` for q in M_react, M_diff, R, R_final;
+    ``<q>_delta`` (ours minus the paper) only for rows of the ``paper`` profile
+    (``comparable``), NaN for any other profile, whose settings are not the paper's;
+    controls as ``control.<name>.<q>``.
     """
     columns = list(cells.columns)
     controls = control_names(columns)
@@ -111,10 +114,12 @@ def build_table(cells: pd.DataFrame, published: Published) -> pd.DataFrame:
             "n_seeds": len(group), "seeds": " ".join(str(s) for s in group["seed"]),
         }
         paper = published.get((system, case)) if variant == case else None
+        row["comparable"] = profile == SystemConfig.PAPER
         for q in QUANTITIES:
             mean, std = _mean_std(group.get(q))
             ref = getattr(paper, q) if paper else math.nan
-            row.update({q: mean, f"{q}_std": std, f"{q}_paper": ref, f"{q}_delta": mean - ref})
+            delta = mean - ref if row["comparable"] else math.nan
+            row.update({q: mean, f"{q}_std": std, f"{q}_paper": ref, f"{q}_delta": delta})
         for name in extras:
             row[name], row[f"{name}_std"] = _mean_std(group.get(name))
         for name in controls:
@@ -145,20 +150,48 @@ def _mean_std(values: pd.Series | None) -> tuple[float, float]:
 # --------------------------------------------------------------------------- rendering
 
 
-PARTS = ("paper", "controls")  # the two tables of the human-readable output
+PARTS = ("paper", "controls")  # the two tables of the Markdown (and terminal) output
+LATEX_PARTS = ("magnitudes", "ratios", "controls")  # the LaTeX tables: each fits a two-column page
+PART_QUANTITIES = {"paper": QUANTITIES, "magnitudes": QUANTITIES[:2], "ratios": QUANTITIES[2:]}
+PART_TITLES = {"magnitudes": "magnitudes M_react and M_diff (Eqs. 12-19)", "ratios": "ratios R and final R_t (Fig. 3)"}
+LATEX_PM_COLUMNS = 4  # mean ± std columns per LaTeX table: a wider controls table is split
+NOT_COMPARABLE = "n/c"  # the Δ of a row whose profile is not the paper's, in a table that has paper rows
+
+
+def comparable(table: pd.DataFrame) -> pd.Series:
+    """Rows of the ``paper`` profile: the only ones set against the paper with a Δ."""
+    if "comparable" in table:
+        return table["comparable"].astype(bool)
+    return table["profile"] == SystemConfig.PAPER
+
+
+def comparability_note(table: pd.DataFrame) -> str:
+    """One sentence when some rows are not of the ``paper`` profile (empty when all are)."""
+    others = list(dict.fromkeys(table.loc[~comparable(table), "profile"])) if len(table) else []
+    if not others:
+        return ""
+    which = ", ".join(repr(p) for p in others)
+    plural = "s" if len(others) > 1 else ""
+    where = f"its rows' Δ read {NOT_COMPARABLE}" if comparable(table).any() else "no Δ is shown"
+    return (f"Not comparable with the paper: profile{plural} {which} ran with other settings than the paper's "
+            f"(the `paper` profile), so the published values are for reference only and {where}.")
 
 
 def display_columns(table: pd.DataFrame, part: str = "paper") -> list[tuple[str, str, str | None]]:
     """(header, value column, std column) of one part of the human-readable table.
 
-    ``paper``: M_react, M_diff, R and R_final beside the published values and the
-    difference. ``controls``: R beside each control's R and the alternative
-    magnitudes (e.g. M_diff_closed_form); empty when the runs have none.
+    ``paper`` (``magnitudes``, ``ratios``): M_react, M_diff, R and R_final (the first
+    two, the last two) beside the published values and, when a row is of the
+    ``paper`` profile, the difference. ``controls``: R beside each control's R and
+    the alternative magnitudes (e.g. M_diff_closed_form); empty when the runs have none.
     """
     cols: list[tuple[str, str, str | None]] = [("seeds", "n_seeds", None)]
-    if part == "paper":
-        for q in QUANTITIES:
-            cols += [(q, q, f"{q}_std"), (f"{q} paper", f"{q}_paper", None), (f"Δ{q}", f"{q}_delta", None)]
+    if part in PART_QUANTITIES:
+        delta = bool(comparable(table).any()) if len(table) else False
+        for q in PART_QUANTITIES[part]:
+            cols += [(q, q, f"{q}_std"), (f"{q} paper", f"{q}_paper", None)]
+            if delta:
+                cols.append((f"Δ{q}", f"{q}_delta", None))
         return cols
     extras, controls = table.attrs.get("extras", []), table.attrs.get("controls", [])
     if not extras and not controls:
@@ -193,6 +226,9 @@ def display_rows(table: pd.DataFrame, part: str = "paper", pm: str = " ± ") -> 
     for _, r in table.iterrows():
         cells = [SYSTEM_NAMES.get(r["system"], r["system"]), r["variant"], *([r["profile"]] if profiles else [])]
         for head, value, std in cols:
+            if head.startswith("Δ") and not bool(r.get("comparable", True)):
+                cells.append(NOT_COMPARABLE)
+                continue
             cells.append(_fmt(r.get(value), r.get(std) if std else None, signed=head.startswith("Δ"), pm=pm))
         body.append(cells)
     return header, body
@@ -202,7 +238,7 @@ CONTROLS_TITLE = "Controls and other magnitudes (R of each control, mean ± std 
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """Table 1 beside the paper, then (when there are any) the controls."""
+    """Table 1 beside the paper (and a note when a profile is not comparable with it), then the controls."""
     out = []
     for part in PARTS:
         header, body = display_rows(table, part)
@@ -212,11 +248,50 @@ def to_markdown(table: pd.DataFrame) -> str:
             out += ["", CONTROLS_TITLE, ""]
         out += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         out += ["| " + " | ".join(row) + " |" for row in body]
+        if part == "paper" and comparability_note(table):
+            out += ["", f"> **{comparability_note(table)}**"]
     return "\n".join(out) + "\n"
 
 
+def _latex_parts(table: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of each LaTeX table: magnitudes, ratios, then the controls in chunks of
+    at most ``LATEX_PM_COLUMNS`` mean ± std columns."""
+    out = []
+    for part in LATEX_PARTS:
+        header, body = display_rows(table, part, pm=r" $\pm$ ")
+        if not header:
+            continue
+        if part != "controls":
+            out.append((PART_TITLES[part], header, body))
+            continue
+        first = header.index("seeds") + 1
+        chunks = [list(range(i, min(i + LATEX_PM_COLUMNS, len(header))))
+                  for i in range(first, len(header), LATEX_PM_COLUMNS)]
+        for k, chunk in enumerate(chunks, 1):
+            keep = [*range(first), *chunk]
+            title = CONTROLS_TITLE.rstrip(":") + (f" ({k}/{len(chunks)})" if len(chunks) > 1 else "")
+            out.append((title, [header[i] for i in keep], [[row[i] for i in keep] for row in body]))
+    return out
+
+
+def _latex_grouped_header(header: list[str], esc: Any) -> list[str]:
+    """Two header rows: each quantity over its columns (``\\cmidrule``), then mean ± std, paper, Δ."""
+    first = header.index("seeds") + 1
+    groups: dict[str, list[int]] = {}
+    sub = list(header[:first])
+    for i, h in enumerate(header[first:], first):
+        q = h.removeprefix("Δ").removesuffix(" paper")
+        groups.setdefault(q, []).append(i)
+        sub.append("Δ" if h.startswith("Δ") else "paper" if h.endswith(" paper") else "mean ± std")
+    top = [""] * first + [r"\multicolumn{" + str(len(cols)) + "}{c}{" + esc(q) + "}" for q, cols in groups.items()]
+    rules = " ".join(r"\cmidrule(lr){" + f"{cols[0] + 1}-{cols[-1] + 1}" + "}" for cols in groups.values())
+    return [" & ".join(top) + r" \\", rules, " & ".join(esc(h) for h in sub) + r" \\"]
+
+
 def to_latex(table: pd.DataFrame, caption: str = "") -> str:
-    """Booktabs tables (need ``\\usepackage{booktabs}``): Table 1 beside the paper, then the controls."""
+    """Booktabs tables (need ``\\usepackage{booktabs}``), each a ``table*`` that fits the text width
+    of a two-column page: Table 1's magnitudes, its ratios (each beside the paper, with a
+    footnote when a profile is not comparable with it), then the controls."""
 
     def esc(text: str) -> str:
         text = text.replace("\\", r"\textbackslash{}")
@@ -227,22 +302,23 @@ def to_latex(table: pd.DataFrame, caption: str = "") -> str:
     def esc_cell(text: str) -> str:
         return " $\\pm$ ".join(esc(part) for part in text.split(" $\\pm$ "))
 
+    note = comparability_note(table)
     lines = []
-    for part in PARTS:
-        header, body = display_rows(table, part, pm=r" $\pm$ ")
-        if not header:
-            continue
+    for title, header, body in _latex_parts(table):
+        paper = title in PART_TITLES.values()
+        text = f"{caption}: {title}" if caption and paper else (f"Table 1: {title}" if paper else title)
         lines += [
-            r"\begin{table}[ht]", r"\centering", r"\small",
-            r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}", r"\toprule",
-            " & ".join(esc(h) for h in header) + r" \\", r"\midrule",
+            r"\begin{table*}[t]", r"\centering", r"\small",
+            r"\caption{" + esc(text) + "}",
+            r"\begin{tabular}{@{}ll" + "r" * (len(header) - 2) + "@{}}", r"\toprule",
+            *(_latex_grouped_header(header, esc) if paper else [" & ".join(esc(h) for h in header) + r" \\"]),
+            r"\midrule",
             *[" & ".join(esc_cell(c) for c in row) + r" \\" for row in body],
             r"\bottomrule", r"\end{tabular}",
         ]
-        text = caption if part == "paper" else CONTROLS_TITLE.rstrip(":")
-        if text:
-            lines.append(r"\caption{" + esc(text) + "}")
-        lines.append(r"\end{table}")
+        if paper and note:
+            lines += [r"\par\smallskip", r"{\footnotesize " + esc(note.replace("`", "")) + "}"]
+        lines.append(r"\end{table*}")
     return "\n".join(lines) + "\n"
 
 

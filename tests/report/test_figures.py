@@ -1,4 +1,4 @@
-"""Fig. 2 and Fig. 3 from the tracking store: one line or bar per row, seeds, published marks, readable."""
+"""Fig. 2 and Fig. 3 from the tracking store: a panel per system, seeds, controls apart, published marks, readable."""
 
 from __future__ import annotations
 
@@ -8,60 +8,170 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from matplotlib.collections import PolyCollection
 from matplotlib.patches import Rectangle
 
 from rdbench.cli import main
-from rdbench.report.figures import TIME_POINTS, figure_2, figure_3, final_frame, r_t_frame
+from rdbench.report.figures import (
+    TIME_POINTS,
+    control_frames,
+    figure_2,
+    figure_3,
+    final_frame,
+    r_t_frame,
+)
 from rdbench.report.published import load_published
 
-
-def seed_mean_at(client, run_ids, end):
-    """Mean over runs of the first (``end=0``) or last (``end=-1``) logged R_t_norm, straight from the store."""
-    return np.mean([sorted((m.step, m.value) for m in client.get_metric_history(r, "R_t_norm"))[end][1]
-                    for r in run_ids])
+FLAT = 0.05  # a real curve must span at least this fraction of its panel's height
 
 
-def test_fig2_has_one_line_per_row_and_a_seed_band(smoke_cells):
-    series = r_t_frame(smoke_cells.client, smoke_cells.cells)
-    assert len(series) == TIME_POINTS * len(smoke_cells.cells)
+def seed_mean_at(client, run_ids, end, key="R_t_norm"):
+    """Mean over runs of the first (``end=0``) or last (``end=-1``) logged value of ``key``, straight from the store."""
+    return np.mean([sorted((m.step, m.value) for m in client.get_metric_history(r, key))[end][1] for r in run_ids])
+
+
+def runs_of_row(cells, row):
+    return cells[[f"{s.upper()} {c}" == row for s, c in zip(cells["system"], cells["case"], strict=True)]]["run_id"]
+
+
+def panels(fig, kind="panel"):
+    return {ax.get_gid().split(":", 1)[1]: ax for ax in fig.axes if str(ax.get_gid()).startswith(f"{kind}:")}
+
+
+def drawn_texts(fig):
+    """Every non-empty visible text the renderer draws: titles, labels, tick labels in view, legends, annotations."""
+    fig.canvas.draw()
+    texts = [t for t in (fig._suptitle, fig._supxlabel, fig._supylabel) if t is not None] + list(fig.texts)
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+                if min(lo, hi) <= tick.get_loc() <= max(lo, hi):
+                    texts.append(tick.label1)
+        legend = ax.get_legend()
+        if legend is not None:
+            texts += [legend.get_title(), *legend.get_texts()]
+    renderer = fig.canvas.get_renderer()
+    unique = {id(t): t for t in texts}.values()  # the suptitle is also one of fig.texts
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in unique if t.get_visible() and t.get_text()]
+
+
+def text_collisions(fig):
+    return [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(drawn_texts(fig), 2) if box_a.overlaps(box_b)]
+
+
+def cut_off(fig):
+    box = fig.bbox
+    return [text for text, b in drawn_texts(fig)
+            if b.x0 < box.x0 - 1 or b.x1 > box.x1 + 1 or b.y0 < box.y0 - 1 or b.y1 > box.y1 + 1]
+
+
+def legends_over_axes(fig):
+    """(legend's axes, covered axes) where a legend lies over the plotting area of any panel."""
+    renderer = fig.canvas.get_renderer()
+    out = []
+    for owner in fig.axes:
+        if owner.get_legend() is None:
+            continue
+        legend = owner.get_legend().get_window_extent(renderer)
+        out += [(owner.get_gid(), ax.get_gid()) for ax in fig.axes if legend.overlaps(ax.get_window_extent(renderer))]
+    return out
+
+
+def flattened(ax, gids):
+    """Lines among ``gids`` whose data span less than FLAT of the panel's height (and are not constant)."""
+    out = []
+    for line in ax.lines:
+        if line.get_gid() not in gids:
+            continue
+        y = np.asarray(line.get_ydata(), dtype=float)
+        if np.ptp(y) <= 1e-9 * max(1.0, np.abs(y).max()):
+            continue  # genuinely constant
+        to_axes = ax.transData + ax.transAxes.inverted()
+        lo, hi = (to_axes.transform([[0.5, v]])[0, 1] for v in (y.min(), y.max()))
+        if hi - lo < FLAT:
+            out.append((line.get_gid(), round(hi - lo, 4)))
+    return out
+
+
+def test_fig2_has_a_panel_per_system_a_line_per_case_and_a_seed_band(smoke_cells):
+    cells, client = smoke_cells.cells, smoke_cells.client
+    series = r_t_frame(client, cells)
+    assert len(series) == TIME_POINTS * len(cells)
     fig = figure_2(series)
-    ax = fig.axes[0]
-    lines = [line for line in ax.lines if line.get_gid() != "balance"]
-    assert [line.get_gid() for line in lines] == smoke_cells.rows
-    for line in lines:
-        runs = smoke_cells.cells[[f"{s.upper()} {c}" == line.get_gid()
-                            for s, c in zip(smoke_cells.cells["system"], smoke_cells.cells["case"], strict=True)]]["run_id"]
-        x, y = line.get_xdata(), line.get_ydata()
-        assert x[0] == 0.0 and x[-1] == 1.0 and len(x) == TIME_POINTS
-        assert y[0] == pytest.approx(seed_mean_at(smoke_cells.client, runs, 0))
-        assert y[-1] == pytest.approx(seed_mean_at(smoke_cells.client, runs, -1))
-    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
-    assert len(bands) == len(smoke_cells.multi_seed) >= 1  # a row with several seeds gets a band (their range)
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend[: len(smoke_cells.rows)] == smoke_cells.rows and "band: range over seeds" in ax.get_legend().get_title().get_text()
-    assert ax.get_xlabel() == "normalised time t" and "R_t" in ax.get_ylabel() and ax.get_title().startswith("Fig. 2")
-    assert ax.get_yscale() == "linear"
+    by_system = panels(fig)
+    assert list(by_system) == list(dict.fromkeys(cells["system"]))  # rd, lstm, ddpm, in grid order
+    assert not panels(fig, "controls")
+    drawn = []
+    for system, ax in by_system.items():
+        lines = [line for line in ax.lines if line.get_gid() != "balance"]
+        assert {line.get_gid().split(" ")[0].lower() for line in lines} == {system}
+        drawn += [line.get_gid() for line in lines]
+        for line in lines:
+            runs = runs_of_row(cells, line.get_gid())
+            x, y = line.get_xdata(), line.get_ydata()
+            assert x[0] == 0.0 and x[-1] == 1.0 and len(x) == TIME_POINTS
+            assert y[0] == pytest.approx(seed_mean_at(client, runs, 0))
+            assert y[-1] == pytest.approx(seed_mean_at(client, runs, -1))
+            low, high = ax.get_ylim()
+            assert low <= y.min() and y.max() <= high
+        bands = {c.get_gid() for c in ax.collections}
+        assert bands == {f"band:{line.get_gid()}" for line in lines if line.get_gid() in smoke_cells.multi_seed}
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend[: len(lines)] == [line.get_gid() for line in lines]
+        assert ax.get_xlim() == (0.0, 1.0) and ax.get_yscale() == "linear"
+    assert drawn == smoke_cells.rows and len(smoke_cells.multi_seed) >= 1
+    assert len({ax.get_ylim() for ax in by_system.values()}) == len(by_system)  # each panel its own range
+    assert fig.axes[-1].get_xlabel().startswith("normalised time t") and fig.get_suptitle().startswith("Fig. 2")
     plt.close(fig)
     fig = figure_2(series, log_scale=True)
-    assert fig.axes[0].get_yscale() == "log"
+    assert {ax.get_yscale() for ax in fig.axes} == {"log"}
     plt.close(fig)
 
 
-def test_fig3_has_one_bar_per_row_a_dot_per_seed_and_published_marks(smoke_cells):
+def test_fig2_controls_have_panels_of_their_own_and_leave_the_systems_ranges_alone(smoke_cells):
+    cells, client = smoke_cells.cells, smoke_cells.client
+    controls = control_frames(client, cells)
+    assert {"no_pattern", "untrained", "shuffled"} <= set(controls)  # found from the metric keys
+    series = r_t_frame(client, cells)
+    alone, fig = figure_2(series), figure_2(series, controls=controls)
+    assert list(panels(fig, "controls")) == list(panels(fig)) == list(panels(alone))
+    for system, ax in panels(fig).items():
+        assert ax.get_ylim() == panels(alone)[system].get_ylim()  # the controls do not set a system's range
+        assert not [line for line in ax.lines if str(line.get_gid()).startswith("control:")]
+    model = {line.get_gid(): line for ax in panels(fig).values() for line in ax.lines}
+    drawn = [line for ax in panels(fig, "controls").values() for line in ax.lines
+             if str(line.get_gid()).startswith("control:")]
+    expected = {(row, name) for name, frame in controls.items() for row in frame["row"].unique()}
+    assert {tuple(line.get_gid().split(":")[1:]) for line in drawn} == expected
+    for line in drawn:
+        _, row, name = line.get_gid().split(":")
+        assert line.get_linestyle() != "-" and line.get_color() == model[row].get_color()
+        assert line.axes.get_gid() == f"controls:{row.split(' ')[0].lower()}"
+        runs = controls[name][controls[name]["row"] == row]["run_id"].unique()
+        assert line.get_ydata()[0] == pytest.approx(seed_mean_at(client, runs, 0, f"control.{name}.R_t_norm"))
+    for ax in panels(fig, "controls").values():
+        names = {line.get_gid().split(":")[2] for line in ax.lines if str(line.get_gid()).startswith("control:")}
+        assert names <= {t.get_text() for t in ax.get_legend().get_texts()}
+    plt.close(fig)
+    plt.close(alone)
+
+
+def test_fig3_has_one_bar_per_row_a_dot_per_seed_published_marks_and_the_values(smoke_cells):
     published = load_published()
-    finals = final_frame(smoke_cells.cells)
-    fig = figure_3(finals, published)
+    cells = smoke_cells.cells
+    fig = figure_3(final_frame(cells), published)
     ax = fig.axes[0]
-    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    bars = sorted((p for p in ax.patches if isinstance(p, Rectangle)), key=lambda b: b.get_x())
     assert len(bars) == len(smoke_cells.rows)
-    for bar, row in zip(sorted(bars, key=lambda b: b.get_x()), smoke_cells.rows, strict=True):
+    values = {t.get_gid(): t.get_text() for t in ax.texts}
+    for bar, row in zip(bars, smoke_cells.rows, strict=True):
         system, case = row.split(" ", 1)
-        values = smoke_cells.cells[(smoke_cells.cells["system"] == system.lower()) & (smoke_cells.cells["case"] == case)]["R_final"]
-        assert bar.get_height() == pytest.approx(values.mean())
+        mean = cells[(cells["system"] == system.lower()) & (cells["case"] == case)]["R_final"].mean()
+        assert bar.get_height() == pytest.approx(mean)
+        assert values[f"value:{row}"] == f"{mean:.3f}"
     assert [t.get_text() for t in ax.get_xticklabels()] == smoke_cells.rows
     dots = [c for c in ax.collections if c.get_gid() != "published"]
-    assert sum(len(c.get_offsets()) for c in dots) == len(smoke_cells.cells)  # one dot per cell
+    assert sum(len(c.get_offsets()) for c in dots) == len(cells)  # one dot per cell
     (marks,) = [c for c in ax.collections if c.get_gid() == "published"]
     keys = [(row.split(" ", 1)[0].lower(), row.split(" ", 1)[1]) for row in smoke_cells.rows]
     expected = [published[key].R_final for key in keys if key in published]
@@ -70,32 +180,55 @@ def test_fig3_has_one_bar_per_row_a_dot_per_seed_and_published_marks(smoke_cells
     plt.close(fig)
 
 
-def _boxes(fig, artists):
-    renderer = fig.canvas.get_renderer()
-    return [a.get_window_extent(renderer) for a in artists if a.get_visible() and a.get_text()]
+FIGURES = {
+    "fig2": lambda c, note: figure_2(r_t_frame(c.client, c.cells), title_note=note),
+    "fig2-log": lambda c, note: figure_2(r_t_frame(c.client, c.cells), log_scale=True, title_note=note),
+    "fig2-controls": lambda c, note: figure_2(r_t_frame(c.client, c.cells), title_note=note,
+                                              controls=control_frames(c.client, c.cells)),
+    "fig3": lambda c, note: figure_3(final_frame(c.cells), load_published(), title_note=note),
+}
 
 
-@pytest.mark.parametrize("which", ["fig2", "fig3"])
-def test_no_text_overlaps(smoke_cells, which):
-    if which == "fig2":
-        fig = figure_2(r_t_frame(smoke_cells.client, smoke_cells.cells), title_note="grid 'smoke_cells'; profile smoke_cells")
-    else:
-        fig = figure_3(final_frame(smoke_cells.cells), load_published(), title_note="grid 'smoke_cells'; profile smoke_cells")
-    fig.canvas.draw()
-    ax = fig.axes[0]
-    renderer = fig.canvas.get_renderer()
-    ticks = _boxes(fig, ax.get_xticklabels())
-    for a, b in itertools.combinations(ticks, 2):
-        assert not a.overlaps(b), "x tick labels overlap"
-    legend = ax.get_legend().get_window_extent(renderer)
-    assert not legend.overlaps(ax.get_window_extent(renderer)), "legend covers the plot"
-    figure_box = fig.bbox
-    for text in [ax.title, ax.xaxis.label, ax.yaxis.label]:
-        box = text.get_window_extent(renderer)
-        assert figure_box.x0 - 1 <= box.x0 and box.x1 <= figure_box.x1 + 1, f"{text.get_text()!r} is cut off"
-        assert figure_box.y0 - 1 <= box.y0 and box.y1 <= figure_box.y1 + 1, f"{text.get_text()!r} is cut off"
-    assert legend.x1 <= figure_box.x1 + 1, "legend is cut off"
+@pytest.mark.parametrize("which", list(FIGURES))
+def test_figures_are_readable(smoke_cells, which):
+    """No text over other text or cut off, no legend over a panel, no real curve flattened, no label over a marker."""
+    fig = FIGURES[which](smoke_cells, "grid 'smoke'; profile smoke; seeds per row: 2, 1")
+    assert drawn_texts(fig) and text_collisions(fig) == []
+    assert cut_off(fig) == []
+    assert legends_over_axes(fig) == []
+    for ax in panels(fig).values():
+        assert flattened(ax, set(smoke_cells.rows)) == []
+    if which == "fig3":
+        (ax,) = fig.axes
+        renderer = fig.canvas.get_renderer()
+        labels = [t for t in ax.texts if str(t.get_gid()).startswith("value:")]
+        assert len(labels) == len(smoke_cells.rows)
+        points = np.concatenate([ax.transData.transform(c.get_offsets()) for c in ax.collections])
+        assert len(points) >= len(smoke_cells.cells)  # the seed dots and the published diamonds
+        for label in labels:
+            box = label.get_window_extent(renderer).padded(3)  # a marker's radius, in pixels
+            assert not any(box.contains(x, y) for x, y in points), f"{label.get_text()} covers a marker"
+            assert ax.get_window_extent(renderer).contains(*box.p1), f"{label.get_text()} leaves the axes"
     plt.close(fig)
+
+
+def test_the_readability_checks_catch_a_squashed_curve_and_colliding_text():
+    """The checks above can fail: one axis for a curve near 1 and a control climbing to 50, two labels on one spot."""
+    fig, ax = plt.subplots()
+    t = np.linspace(0, 1, 50)
+    ax.plot(t, 1 + 0.02 * np.sin(8 * t), gid="RD spot")
+    ax.plot(t, 1 + 50 * t, gid="control:RD spot:no_pattern")
+    ax.plot(t, np.full_like(t, 3.0), gid="LSTM flat")
+    ax.set_gid("panel:rd")
+    ax.text(0.5, 20, "one")
+    ax.text(0.5, 20, "two")
+    assert [gid for gid, _ in flattened(ax, {"RD spot", "LSTM flat"})] == ["RD spot"]
+    assert ("one", "two") in text_collisions(fig)
+    plt.close(fig)
+
+
+def png_width(path):
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # the IHDR chunk's width
 
 
 def test_figures_command_writes_png_and_pdf_and_logs_them(smoke_cells, tmp_path):
@@ -107,25 +240,8 @@ def test_figures_command_writes_png_and_pdf_and_logs_them(smoke_cells, tmp_path)
     assert not (tmp_path / "table1.csv").exists()
     logged = {a.path for a in smoke_cells.client.list_artifacts(smoke_cells.parent, "figures")}
     assert logged == {f"figures/{s}.{e}" for s in ("fig2_R_t", "fig3_R_final") for e in ("png", "pdf")}
-
-
-def test_fig2_draws_each_control_dashed_in_its_rows_colour(smoke_cells):
-    from rdbench.report.figures import control_frames
-
-    controls = control_frames(smoke_cells.client, smoke_cells.cells)
-    assert {"no_pattern", "untrained", "shuffled"} <= set(controls)  # found from the metric keys
-    fig = figure_2(r_t_frame(smoke_cells.client, smoke_cells.cells), controls=controls)
-    ax = fig.axes[0]
-    model = {line.get_gid(): line for line in ax.lines if line.get_gid() in smoke_cells.rows}
-    drawn = [line for line in ax.lines if str(line.get_gid()).startswith("control:")]
-    expected = {(row, name) for name, frame in controls.items() for row in frame["row"].unique()}
-    assert {tuple(line.get_gid().split(":")[1:]) for line in drawn} == expected
-    for line in drawn:
-        _, row, name = line.get_gid().split(":")
-        assert line.get_linestyle() != "-" and line.get_color() == model[row].get_color()
-        runs = controls[name][controls[name]["row"] == row]["run_id"].unique()
-        first = np.mean([sorted((m.step, m.value) for m in smoke_cells.client.get_metric_history(
-            r, f"control.{name}.R_t_norm"))[0][1] for r in runs])
-        assert line.get_ydata()[0] == pytest.approx(first)
-    assert f"{smoke_cells.rows[0]}: " in " ".join(t.get_text() for t in ax.get_legend().get_texts())
-    plt.close(fig)
+    alone = tmp_path / "alone"
+    result = CliRunner().invoke(main, ["figures", "--parent", smoke_cells.parent, "--out", str(alone), "--no-controls",
+                                       "--no-log"])
+    assert result.exit_code == 0, result.output
+    assert png_width(alone / "fig2_R_t.png") < png_width(tmp_path / "fig2_R_t.png")  # no column of control panels

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import uuid
 
 import numpy as np
@@ -16,7 +18,14 @@ from rdbench.cli import main
 from rdbench.config import ConfigError, conf_dir
 from rdbench.report.published import load_published
 from rdbench.report.selection import select_runs
-from rdbench.report.table import build_table, cells_frame, to_latex, to_markdown
+from rdbench.report.table import (
+    build_table,
+    cells_frame,
+    comparability_note,
+    display_rows,
+    to_latex,
+    to_markdown,
+)
 from rdbench.tracking.runs import TrackedRun
 
 QUANTITIES = ("M_react", "M_diff", "R", "R_final")
@@ -60,7 +69,8 @@ def test_table_equals_the_runs_metrics_beside_the_published_values(smoke):
             paper = published.get((row["system"], row["case"]))
             if paper:
                 assert row[f"{q}_paper"] == paper[q]
-                assert row[f"{q}_delta"] == pytest.approx(values.mean() - paper[q])
+            assert math.isnan(row[f"{q}_delta"])  # the smoke profile is not comparable with the paper
+        assert not row["comparable"]
         controls = {k.split(".")[1] for r in runs for k in r.data.metrics if k.startswith("control.") and k.endswith(".R")}
         for name in controls:
             values = np.array([r.data.metrics[f"control.{name}.R"] for r in runs])
@@ -72,7 +82,8 @@ def test_table_command_prints_writes_and_logs_to_the_parent(smoke, tmp_path):
     out = tmp_path / "out"
     result = invoke("table", "--parent", smoke.parent, "--out", out)
     assert result.exit_code == 0, result.output
-    assert "| system | case | seeds | M_react | M_react paper | ΔM_react |" in result.output
+    assert "| system | case | seeds | M_react | M_react paper | M_diff |" in result.output  # no Δ for smoke
+    assert "> **Not comparable with the paper: profile 'smoke' ran with other settings" in result.output
     assert "| RD | spot | 2 |" in result.output and "| RD | stripe | 2 |" in result.output
     assert "| LSTM | sine | 2 |" in result.output and "| DDPM | digits | 1 |" in result.output
     headers = [line for line in result.output.splitlines() if line.startswith("| system")]
@@ -85,7 +96,8 @@ def test_table_command_prints_writes_and_logs_to_the_parent(smoke, tmp_path):
         np.testing.assert_allclose(csv[q], expected[q], rtol=1e-9)
     assert (out / "table1.md").read_text() == to_markdown(expected)
     tex = (out / "table1.tex").read_text()
-    assert r"\begin{tabular}" in tex and r"\toprule" in tex and r"$\pm$" in tex and r"M\_react" in tex
+    assert tex.count(r"\begin{table*}") >= 3 and r"\toprule" in tex and r"$\pm$" in tex and r"M\_react" in tex
+    assert r"{\footnotesize Not comparable with the paper: profile 'smoke'" in tex
     logged = {a.path for a in smoke.client.list_artifacts(smoke.parent, "table")}
     assert {"table/table1.csv", "table/table1.md", "table/table1.tex", "table/table1.json"} <= logged
     exp_id = smoke.client.get_run(smoke.parent).info.experiment_id
@@ -94,14 +106,19 @@ def test_table_command_prints_writes_and_logs_to_the_parent(smoke, tmp_path):
 
     again = invoke("table", "--parent", smoke.parent, "--out", out)
     assert again.exit_code == 0, again.output
-    logged = {a.path for a in smoke.client.list_artifacts(smoke.parent, "table")}
-    assert "table/table1-2.json" in logged  # log_table appends, so a regenerated table gets a new file
-    assert len(smoke.client.load_table(exp_id, "table/table1.json", run_ids=[smoke.parent])) == len(expected)
+    after = {a.path for a in smoke.client.list_artifacts(smoke.parent, "table")}
+    assert after == logged  # one Table 1 per regeneration: the files are replaced, none added
+    shown = smoke.client.load_table(exp_id, "table/table1.json", run_ids=[smoke.parent])
+    assert len(shown) == len(expected)  # replaced, not appended to
+    np.testing.assert_allclose(shown["R"], expected["R"], rtol=1e-9)
+    tables = json.loads(smoke.client.get_run(smoke.parent).data.tags["mlflow.loggedArtifacts"])
+    assert tables.count({"path": "table/table1.json", "type": "table"}) == 1  # the UI's table view finds it
 
 
-def make_cell(client, exp_id, system, case, seed, metrics, status="FINISHED", config_hash=None, error=None):
+def make_cell(client, exp_id, system, case, seed, metrics, status="FINISHED", config_hash=None, error=None,
+              profile="smoke"):
     tags = {"rdbench.kind": "cell", "rdbench.system": system, "rdbench.case": case, "rdbench.seed": str(seed),
-            "rdbench.profile": "smoke", "rdbench.config_hash": config_hash or uuid.uuid4().hex[:16],
+            "rdbench.profile": profile, "rdbench.config_hash": config_hash or uuid.uuid4().hex[:16],
             "mlflow.runName": f"{system}/{case}/seed={seed}"}
     if error:
         tags["rdbench.error"] = error
@@ -141,7 +158,8 @@ def test_controls_and_alternative_magnitudes_are_found_from_metric_keys(tracking
     header = md.splitlines()[md.splitlines().index("Controls and other magnitudes (R of each control, mean ± std over seeds):") + 2]
     assert header == "| system | case | seeds | R | R untrained | R brandnew | M_diff_closed_form |"
     assert "| DDPM | digits | 2 | 0.0667 ± 0.0000 | 0.0200 ± 0.0141 | 10.0000 ± 7.0711 | 3.0300 ± 0.0000 |" in md
-    assert "| DDPM | digits | 2 |" in md and "| RD | spot | 1 | 0.2000 | 0.3589 | -0.1589 |" in md
+    assert "| DDPM | digits | 2 |" in md and "| RD | spot | 1 | 0.2000 | 0.3589 | 3.0000 ± " not in md
+    assert "| RD | spot | 1 | 0.2000 | 0.3589 | 3.0000 | 0.3551 |" in md
 
 
 def test_a_variant_with_overrides_is_its_own_row_without_a_published_value(tracking_uri):
@@ -180,3 +198,50 @@ def test_the_published_file_is_validated(tmp_path):
                                                               "M_react": 1, "M_diff": 1, "R": "one", "R_final": 1}]}))
     with pytest.raises(ConfigError, match=r"published.yaml: bad value 'one' for 'rows.0.R'"):
         load_published(bad)
+
+
+def latex_width_pt(tabular: str) -> float:
+    """A tabular's width, estimated from its widest cell per column: 4.6 pt a character (\\small digits
+    are 0.5 em of 9 pt; letters are about as wide), 12 pt between columns, math and commands counted as shown."""
+    rows = [line.removesuffix(r" \\").split(" & ") for line in tabular.splitlines()
+            if line.endswith(r"\\") and r"\multicolumn" not in line]  # a spanning header fits its columns
+    shown = [[re.sub(r"\$\\pm\$", "±", re.sub(r"\$\\Delta\$", "Δ", c)).replace("\\_", "_") for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in shown) for i in range(len(shown[0]))]
+    return 4.6 * sum(widths) + 12 * (len(widths) - 1)
+
+
+def test_delta_against_the_paper_only_for_the_paper_profile_and_a_latex_that_fits_a_page(tracking_uri):
+    client = MlflowClient(tracking_uri)
+    exp_id = client.create_experiment(f"profiles-{uuid.uuid4().hex[:8]}")
+    m = {"M_react": 0.36, "M_diff": 0.35, "R": 1.0286, "R_final": 1.0061, "control.no_pattern.R": 41.2,
+         "control.untrained.R": 0.9, "control.shuffled.R": 1.2, "control.oracle.R": 0.07,
+         "control.oracle_noise.R": 0.08, "M_diff_closed_form": 3.0}
+    for seed in (0, 1):
+        make_cell(client, exp_id, "rd", "spot", seed, {**m, "R": 1.0286 + seed / 100}, profile="paper")
+        make_cell(client, exp_id, "rd", "spot", seed, {**m, "R": 15.3}, profile="quick")
+    table = build_table(cells_frame(client.search_runs([exp_id])), load_published())
+    rows = table.set_index("profile")
+    assert rows.loc["paper", "comparable"] and rows.loc["paper", "R_delta"] == pytest.approx(1.0336 - 1.0107)
+    assert not rows.loc["quick", "comparable"] and math.isnan(rows.loc["quick", "R_delta"])
+    assert rows.loc["quick", "R_paper"] == 1.0107  # still shown, for reference
+    md = to_markdown(table)
+    assert "| RD | spot | paper | 2 | 0.3600 ± 0.0000 | 0.3589 | +0.0011 |" in md
+    assert "| RD | spot | quick | 2 | 0.3600 ± 0.0000 | 0.3589 | n/c |" in md
+    note = comparability_note(table)
+    assert note.startswith("Not comparable with the paper: profile 'quick'") and "n/c" in note
+    assert f"> **{note}**" in md
+    paper_only = table[table["profile"] == "paper"]
+    assert comparability_note(paper_only) == "" and "Not comparable" not in to_markdown(paper_only)
+
+    tex = to_latex(table, "Table 1 regenerated")
+    tables = tex.split(r"\end{table*}")[:-1]
+    assert len(tables) == 4  # magnitudes, ratios, the controls in two
+    assert r"\caption{Table 1 regenerated: magnitudes M\_react and M\_diff" in tables[0]
+    assert r"M\_react" in tables[0] and "& R &" not in tables[0] and r"R\_final" in tables[1]
+    assert all(r"\footnotesize Not comparable" in t for t in tables[:2])
+    assert r"n/c" in tables[0] and r"+0.0011" in tables[0]
+    assert r"\multicolumn{3}{c}{M\_react} & \multicolumn{3}{c}{M\_diff}" in tables[0]
+    for t in tables:
+        assert latex_width_pt(t) <= 516, t  # the text width of a two-column page (7.16 in)
+    header, body = display_rows(table, "paper", pm=r" $\pm$ ")  # the single table before the split
+    assert latex_width_pt("\n".join(" & ".join(r) + r" \\" for r in [header, *body])) > 516
