@@ -7,17 +7,19 @@
 What it does, with nothing but the tracking store, `mlflow ui` and Debian's
 chromium (`apt-get install -y chromium`):
 
-1. saves the *shared view* of the experiment that ``rdbench grid`` also saves
-   (an experiment tag ``mlflow.sharedViewState.rdbench-grid``, what the UI's
-   "Share" button stores; see ``rdbench.tracking.ui.shared_view_state``): runs listed
-   flat by name (the grid's parent ``grid:<name>`` and its cells), metric charts
-   filtered to ``R_t`` (R_t on each system's own step axis, R_t_norm on the
-   common 0..1000 axis), columns system, case, seed, R, R_final;
+1. saves the grid's *shared view* as ``rdbench grid`` also saves it (an experiment
+   tag ``mlflow.sharedViewState.rdbench-grid-<parent run id>``, what the UI's
+   "Share" button stores; see ``rdbench.tracking.ui.shared_view_state``): the grid's
+   parent ``grid:<name>`` with every cell of the study nested under it, the cells it
+   reused from an earlier, interrupted grid included, sorted by name; metric charts
+   filtered to ``R_t`` (R_t on each system's own step axis, R_t_norm on the common
+   0..1000 axis), columns system, case, seed, profile, R, R_final;
 2. starts ``mlflow ui`` on 127.0.0.1 (a free port) against the store;
 3. runs ``chromium --headless --screenshot --virtual-time-budget`` on the chart
    view and on the table view, each with a new temporary profile;
-4. checks the rendered page (``--dump-dom``) names the parent, every cell run
-   and the R_t charts, and exits non-zero if not.
+4. checks the rendered page (``--dump-dom``) names the parent, every cell run of the
+   study (the cells a resumed grid reused included) and the R_t charts, and that the
+   table view counts exactly 1 + that many matching runs; exits non-zero if not.
 
 Prints the URL of the shared view, which anyone can open in a browser.
 """
@@ -25,8 +27,8 @@ Prints the URL of the shared view, which anyone can open in a browser.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -92,14 +94,15 @@ def main() -> int:
     from mlflow import MlflowClient
 
     from rdbench.report.selection import latest_grid_run, select_runs
-    from rdbench.tracking.ui import SHARED_VIEW_TAG, compare_url, shared_view_state
+    from rdbench.tracking.ui import compare_url, grid_view, prepare_ui
 
     client = MlflowClient(args.tracking_uri)
     parent = client.get_run(args.parent) if args.parent else latest_grid_run(client, args.experiment)
     exp_id = parent.info.experiment_id
     cells = select_runs(client, parent_run_id=parent.info.run_id).runs  # children and reused cell runs
     names = [parent.info.run_name, *sorted({r.info.run_name for r in cells})]
-    client.set_experiment_tag(exp_id, SHARED_VIEW_TAG, json.dumps(shared_view_state(args.chart_filter)))
+    prepare_ui(client, exp_id, parent.info.run_id, args.chart_filter)
+    view = grid_view(parent.info.run_id)
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -115,12 +118,12 @@ def main() -> int:
         problems = []
         for mode, name, must_show in (
             ("CHART", "mlflow_ui_charts.png", ["R_t_norm", *names]),
-            ("TABLE", "mlflow_ui_runs.png", names),
+            ("TABLE", "mlflow_ui_runs.png", [*names, f"{len(names)} matching runs"]),
         ):
-            url = compare_url(exp_id, base, mode)
+            url = compare_url(exp_id, base, mode, view)
             shot = args.out_dir / name
             chromium(args.chromium, url, args.budget_ms, args.window, screenshot=shot)
-            dom = chromium(args.chromium, url, args.budget_ms, args.window)
+            dom = re.sub(r"<[^>]+>", "", chromium(args.chromium, url, args.budget_ms, args.window))  # text only
             missing = [text for text in must_show if text not in dom]
             if missing:
                 problems.append(f"{mode} view does not show {missing}")
@@ -133,7 +136,7 @@ def main() -> int:
             os.killpg(ui.pid, signal.SIGKILL)
             ui.wait()
     print(f"parent {parent.info.run_name} ({parent.info.run_id}) with {len(cells)} cell runs")
-    print(f"open the same view with `mlflow ui` running: {compare_url(exp_id)}")
+    print(f"open the same view with `mlflow ui` running: {compare_url(exp_id, view=view)}")
     if problems:
         print("; ".join(problems), file=sys.stderr)
         return 1

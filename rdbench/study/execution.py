@@ -39,6 +39,7 @@ from rdbench.tracking.tags import (
     TAG_KIND,
     TAG_PARENT,
     TAG_RUN_NAME,
+    TAG_STUDY,
 )
 from rdbench.tracking.ui import prepare_ui
 
@@ -110,6 +111,7 @@ def run_grid(
         parent = TrackedRun.adopt(client, parent_run_id, {**parent_tags, TAG_RUN_NAME: f"grid:{plan.name}"})
     else:
         parent = TrackedRun.create(client, experiment, f"grid:{plan.name}", parent_tags)
+    parent.set_tags({TAG_STUDY: parent.run_id})
     prepare_ui(client, exp_id, parent.run_id)
     result = GridResult(parent.run_id, experiment, exp_id)
     start = time.perf_counter()
@@ -172,7 +174,7 @@ def run_grid(
 def _adopt_cell(client: Any, run: Any, parent_run_id: str) -> None:
     """Nest a reused FINISHED cell run under the grid that reuses it (the MLflow UI nests by
     ``mlflow.parentRunId``); the grid that ran it first keeps it in its manifest."""
-    tags = {TAG_PARENT: parent_run_id}
+    tags = {TAG_PARENT: parent_run_id, TAG_STUDY: parent_run_id}
     if TAG_FIRST_PARENT not in run.data.tags and run.data.tags.get(TAG_PARENT):
         tags[TAG_FIRST_PARENT] = run.data.tags[TAG_PARENT]
     TrackedRun(client, run.info.run_id).set_tags(tags)

@@ -31,6 +31,7 @@ from rdbench.tracking.tags import (
     TAG_RUN_NAME,
     TAG_SOURCE_NAME,
     TAG_SOURCE_TYPE,
+    TAG_STUDY,
     TAG_USER,
 )
 
@@ -75,6 +76,8 @@ class TrackedRun:
             all_tags.setdefault(TAG_GIT, commit)
         if parent_run_id:
             all_tags[TAG_PARENT] = parent_run_id
+        if TAG_PARENT in all_tags:
+            all_tags.setdefault(TAG_STUDY, all_tags[TAG_PARENT])
         exp_id = experiment_id(mlflow_client, experiment)
         run = retrying(lambda: mlflow_client.create_run(exp_id, run_name=run_name, tags=all_tags))
         HEARTBEAT.add(mlflow_client, run.info.run_id)

@@ -10,6 +10,9 @@ On every cell run (the report and the MLflow UI group by them):
 * ``mlflow.source.git.commit``: the commit of the rdbench checkout, when known
 
 On a grid's parent: ``rdbench.grid`` (the grid's name) and ``rdbench.grid_file``.
+On a grid's parent and on every run nested under it (its cells, the cells it reuses,
+its phase maps): ``rdbench.study``, the parent's run id, so that one search lists a
+study's parent together with all its runs (the MLflow UI then nests them).
 """
 
 TAG_KIND = "rdbench.kind"
@@ -30,6 +33,7 @@ TAG_PHASE_HASH = "rdbench.phase_hash"  # a phase map's config hash: a killed map
 
 TAG_GIT = "mlflow.source.git.commit"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_STUDY = "rdbench.study"  # the grid parent's run id, on the parent and on each run nested under it
 TAG_FIRST_PARENT = "rdbench.first_parent"  # the grid that ran a cell, once a later grid reuses it
 TAG_RUN_NAME = "mlflow.runName"
 TAG_USER = "mlflow.user"

@@ -15,9 +15,9 @@ from rdbench.tracking.tags import (
     KIND_CELL,
     TAG_CASE,
     TAG_KIND,
-    TAG_PARENT,
     TAG_PROFILE,
     TAG_SEED,
+    TAG_STUDY,
     TAG_SYSTEM,
 )
 
@@ -29,20 +29,24 @@ DEFAULT_UI = "http://127.0.0.1:5000"
 
 
 def grid_view(parent_run_id: str) -> str:
-    """The key of a grid's own shared view: only that grid's cells."""
+    """The key of a grid's own shared view: the grid's parent with every run of the study nested under it."""
     return f"{SHARED_VIEW}-{parent_run_id}"
 
 
 def shared_view_state(chart_filter: str = "R_t", parent_run_id: str | None = None) -> dict[str, Any]:
     """The MLflow UI's experiment-page state for comparing cells.
 
-    Only cell runs: of one grid (its children: reused cells are moved under the grid
-    that reuses them) when ``parent_run_id`` is given, else of the whole experiment
-    (stand-alone runs and every grid). Sorted by name; metric charts filtered to
+    Given ``parent_run_id``: that grid's parent and every run nested under it (its
+    cells, the cells it reuses, which are moved under it, and its phase maps: the
+    ``rdbench.study`` tag), listed flat so that every cell is a row and a curve in the
+    charts (the UI nests children under their parent only when sorted by start time,
+    and then shows them collapsed, with no charts until expanded; the experiment's
+    default view nests them so). Otherwise every cell run of the experiment (stand-alone
+    runs and every grid). Sorted by name; metric charts filtered to
     ``R_t`` (R_t on each system's own step axis, R_t_norm on the common 0..1000 axis:
     every cell overlaid); columns system, case, seed, profile, R and R_final.
     """
-    search = f"tags.`{TAG_PARENT}` = '{parent_run_id}'" if parent_run_id else f"tags.`{TAG_KIND}` = '{KIND_CELL}'"
+    search = f"tags.`{TAG_STUDY}` = '{parent_run_id}'" if parent_run_id else f"tags.`{TAG_KIND}` = '{KIND_CELL}'"
     return {
         "searchFilter": search, "orderByKey": "attributes.`run_name`", "orderByAsc": True, "startTime": "ALL",
         "lifecycleFilter": "Active", "modelVersionFilter": "All Runs", "datasetsFilter": [],
@@ -52,17 +56,18 @@ def shared_view_state(chart_filter: str = "R_t", parent_run_id: str | None = Non
     }
 
 
-def prepare_ui(client: Any, exp_id: str, parent_run_id: str | None = None) -> None:
+def prepare_ui(client: Any, exp_id: str, parent_run_id: str | None = None, chart_filter: str = "R_t") -> None:
     """Experiment tags for the MLflow UI: open the training-runs view; a shared view of every cell
-    of the experiment and, given a grid's parent, one of that grid's cells."""
+    of the experiment and, given a grid's parent, one of that grid's study (``grid_view``)."""
     tags = client.get_experiment(exp_id).tags
     if EXPERIMENT_KIND_TAG not in tags:
         client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    if tags.get(SHARED_VIEW_TAG) != json.dumps(shared_view_state()):
-        client.set_experiment_tag(exp_id, SHARED_VIEW_TAG, json.dumps(shared_view_state()))
+    every_cell = json.dumps(shared_view_state(chart_filter))
+    if tags.get(SHARED_VIEW_TAG) != every_cell:
+        client.set_experiment_tag(exp_id, SHARED_VIEW_TAG, every_cell)
     if parent_run_id:
         client.set_experiment_tag(exp_id, f"mlflow.sharedViewState.{grid_view(parent_run_id)}",
-                                  json.dumps(shared_view_state(parent_run_id=parent_run_id)))
+                                  json.dumps(shared_view_state(chart_filter, parent_run_id=parent_run_id)))
 
 
 def compare_url(exp_id: str, base: str = DEFAULT_UI, mode: str = "CHART", view: str = SHARED_VIEW) -> str:

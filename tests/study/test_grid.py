@@ -79,8 +79,10 @@ def test_smoke_grid_end_to_end_then_rerun_skips_every_cell(smoke, mlflow_client,
     view = json.loads(exp.tags["mlflow.sharedViewState.rdbench-grid"])  # every cell of the experiment
     assert view["chartsSearchFilter"] == "R_t" and "tags.`rdbench.case`" in view["selectedColumns"]
     assert "tags.`rdbench.profile`" in view["selectedColumns"] and view["searchFilter"] == "tags.`rdbench.kind` = 'cell'"
-    own = json.loads(exp.tags[f"mlflow.sharedViewState.rdbench-grid-{parent.info.run_id}"])  # this grid's cells
-    assert own["searchFilter"] == f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    own = json.loads(exp.tags[f"mlflow.sharedViewState.rdbench-grid-{parent.info.run_id}"])  # this grid's study
+    assert own["searchFilter"] == f"tags.`rdbench.study` = '{parent.info.run_id}'"  # the parent and its cells
+    assert parent.data.tags["rdbench.study"] == parent.info.run_id
+    assert {r.data.tags["rdbench.study"] for r in children} == {parent.info.run_id}
     assert f"#/experiments/{exp.experiment_id}/runs?viewStateShareKey=rdbench-grid-{parent.info.run_id}" in first.output
 
     second = invoke("grid", SMOKE, "--experiment", experiment, "--device", "cpu", "--no-report")
@@ -100,6 +102,8 @@ def test_smoke_grid_end_to_end_then_rerun_skips_every_cell(smoke, mlflow_client,
     nested = mlflow_client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{newest.info.run_id}'")
     assert sorted(r.info.run_id for r in nested) == sorted(r["run_id"] for r in rows)  # the UI nests them there
     assert {r.data.tags["rdbench.first_parent"] for r in nested} == {parent.info.run_id}
+    study = mlflow_client.search_runs([exp.experiment_id], f"tags.`rdbench.study` = '{newest.info.run_id}'")
+    assert sorted(r.info.run_id for r in study) == sorted([newest.info.run_id, *(r["run_id"] for r in rows)])
 
     forced = invoke("grid", SMOKE, "--experiment", experiment, "--only", "rd/stripe/seed=1", "--force", "--no-report")
     assert forced.exit_code == 0, forced.output
