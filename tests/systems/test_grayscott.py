@@ -241,14 +241,17 @@ def test_without_a_working_compiler_the_fused_step_falls_back_to_eager(monkeypat
     import rdbench.systems.grayscott as gs
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # cold cache: the compiler must run
-    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, str(tmp_path / "no-such-g++")))
     monkeypatch.setattr(gs, "_compiled", None)
     torch._dynamo.reset()
     s = smoke()
     fused = GrayScottSimulation([s.model_copy(update={"compile": True})], [0])
-    with pytest.warns(RuntimeWarning, match="torch.compile failed .*running the eager step"):
+    # inductor's own patch (monkeypatch would delete the setting on undo, breaking every later compile)
+    with torch._inductor.config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-g++"))}), \
+            pytest.warns(RuntimeWarning, match="torch.compile failed .*running the eager step"):
         fused.run(BalanceMeter(1, TERMS))
     eager = GrayScottSimulation([s], [0])
     eager.run(BalanceMeter(1, TERMS))
     torch.testing.assert_close(fused.v, eager.v)
     torch._dynamo.reset()
+    monkeypatch.setattr(gs, "_compiled", None)  # the next compile starts clean
+    assert torch._inductor.config.cpp.cxx[1] != str(tmp_path / "no-such-g++")
