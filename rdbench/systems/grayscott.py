@@ -519,9 +519,10 @@ class GrayScott(System):
                     failure = SimulationDiverged(f"control {control_names[diverged[0] // len(jobs) - 1]}: {failure}")
                 outcomes.append(failure)
                 continue
-            job.recorder.log_figure(field_figure(sim.u[row], "u", "viridis", job, meter, row, steps_run), "fields/final_u.png")
-            job.recorder.log_figure(field_figure(sim.v[row], "v", "magma", job, meter, row, steps_run), "fields/final_v.png")
             result = meter.result([row])
+            last_step = int(result.steps[-1]) + 1 if stopped[row] else steps_run  # an early-stopped row's own
+            job.recorder.log_figure(field_figure(sim.u[row], "u", "viridis", job, last_step), "fields/final_u.png")
+            job.recorder.log_figure(field_figure(sim.v[row], "v", "magma", job, last_step), "fields/final_v.png")
             controls = {
                 name: meter.result([row + (k + 1) * len(jobs)]) for k, name in enumerate(control_names)
             }
@@ -530,7 +531,7 @@ class GrayScott(System):
                     balance=result,
                     controls=controls,
                     metrics={
-                        "steps_run": float(int(result.steps[-1]) + 1 if stopped[row] else steps_run),
+                        "steps_run": float(last_step),
                         "early_stopped": float(stopped[row]),
                     },
                 )
@@ -538,16 +539,15 @@ class GrayScott(System):
         return outcomes
 
 
-def field_figure(field: torch.Tensor, name: str, cmap: str, job: Job, meter: BalanceMeter, row: int, steps_run: int):
-    """One concentration field with its colour bar and a title naming the case, F, k and the last
-    step (an early-stopped row's own)."""
+def field_figure(field: torch.Tensor, name: str, cmap: str, job: Job, step: int):
+    """One concentration field with its colour bar and a title naming the case, F, k and ``step``,
+    the row's last step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     s: GrayScottSettings = job.settings
-    step = int(meter.result([row]).steps[-1]) + 1 if meter.stopped()[row] else steps_run
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     image = ax.imshow(field.cpu().numpy().astype(np.float64), cmap=cmap, interpolation="nearest", origin="lower")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=name)
