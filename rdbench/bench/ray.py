@@ -129,7 +129,10 @@ def bench_ray(cells: int, epochs: int, worker_counts: Sequence[int], workdir: st
     """Run the in-process variant, then one Ray variant per entry of ``worker_counts``; print the table."""
     if cells < 1 or epochs < 1 or not worker_counts or min(worker_counts) < 1:
         raise ValueError("cells, epochs and every --workers must be at least 1")
-    folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rdbench-bench-ray-"))
+    if workdir is None:  # the stores of the variants go with the run
+        with tempfile.TemporaryDirectory(prefix="rdbench-bench-ray-") as tmp:
+            return bench_ray(cells, epochs, worker_counts, tmp, echo)
+    folder = Path(workdir)
     folder.mkdir(parents=True, exist_ok=True)
     grid = write_grid(folder, cells)
     spawn = mp.get_context("spawn")

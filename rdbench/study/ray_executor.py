@@ -263,8 +263,7 @@ class RayExecutor:
         again = attempt.attempt + 1 < tries
         why = (f"KILLED: its Ray worker died mid-cell (process killed or node lost), attempt "
                f"{attempt.attempt + 1} of {tries}{', run again' if again else ''}: {one_line(exc)}")[:REASON_CHARS]
-        self._close_running(parent_run_id, attempt.hashes, RunStatus.KILLED, why)
-        done = self._finished(parent_run_id, attempt.hashes)
+        done = self._close_running(parent_run_id, attempt.hashes, RunStatus.KILLED, why)
         rest = []
         for index, cell in attempt.batch:
             run = done.get(cell.config_hash)
@@ -311,21 +310,22 @@ class RayExecutor:
 
     # ------------------------------------------------------------------ the store
 
-    def _cell_runs(self, parent_run_id: str, hashes: set[str], status: str) -> list[Any]:
+    def _close_running(self, parent_run_id: str, hashes: set[str], status: int, reason: str) -> dict[str, Any]:
+        """End the runs of ``hashes`` left RUNNING under the parent (their process is gone); return
+        the FINISHED runs of ``hashes`` by config hash (one search serves both)."""
+        if not hashes:
+            return {}
         client = tracking_client()
         parent = client.get_run(parent_run_id)
         runs = search_runs(client, [parent.info.experiment_id],
-                           f"tags.`{TAG_PARENT}` = '{parent_run_id}' and tags.`{TAG_KIND}` = '{KIND_CELL}' "
-                           f"and attributes.status = '{status}'")
-        return [r for r in runs if r.data.tags.get(TAG_HASH) in hashes]
-
-    def _close_running(self, parent_run_id: str, hashes: set[str], status: int, reason: str) -> None:
-        """End the runs of ``hashes`` left RUNNING under the parent (their process is gone)."""
-        if not hashes:
-            return
-        client = tracking_client()
-        for run in self._cell_runs(parent_run_id, hashes, "RUNNING"):
-            TrackedRun(client, run.info.run_id).end(status, reason)
-
-    def _finished(self, parent_run_id: str, hashes: set[str]) -> dict[str, Any]:
-        return {r.data.tags[TAG_HASH]: r for r in self._cell_runs(parent_run_id, hashes, "FINISHED")}
+                           f"tags.`{TAG_PARENT}` = '{parent_run_id}' and tags.`{TAG_KIND}` = '{KIND_CELL}'")
+        finished = {}
+        for run in runs:
+            key = run.data.tags.get(TAG_HASH)
+            if key not in hashes:
+                continue
+            if run.info.status == "RUNNING":
+                TrackedRun(client, run.info.run_id).end(status, reason)
+            elif run.info.status == "FINISHED":
+                finished[key] = run
+        return finished
