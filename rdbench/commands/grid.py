@@ -79,7 +79,8 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
     Every cell (system x case x seed) is a child run. A failing cell is marked
     FAILED and the others go on; the command then exits non-zero.
     """
-    from rdbench.commands.phase import plan_grid_maps, run_map
+    from rdbench.commands.phase import run_map
+    from rdbench.phase.plan import plan_grid_maps
     from rdbench.study.execution import run_grid
     from rdbench.study.grid import plan_grid
     from rdbench.study.runner import check_memory, failure_summary

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -75,28 +74,10 @@ def phase(system, feed, kill, seeds, profile, sets, max_memory, device, experime
     run_map(plan, rows, budget, ctx.device, experiment, resume, out_dir)
 
 
-def plan_grid_maps(grid_plan, overrides, device) -> list[tuple]:
-    """The ``phase:`` entries of a grid file as (plan, rows per chunk, budget), all checked before any run."""
-    from rdbench.config import ConfigError
-    from rdbench.phase.plan import plan_map, size_chunks
-
-    maps = []
-    for index, entry in enumerate(grid_plan.spec.phase):
-        try:
-            planned = plan_map(entry.system, entry.feed, entry.kill, entry.seeds or grid_plan.spec.seeds,
-                               entry.profile or grid_plan.spec.profile, {**entry.overrides, **overrides})
-            maps.append((planned, *size_chunks(planned, device, entry.max_memory)))
-        except ConfigError as exc:
-            raise ConfigError(f"{grid_plan.path}: phase[{index}] (system {entry.system!r}): {exc}") from None
-    return maps
-
-
 def run_map(plan, rows: int, budget: int, device, experiment: str | None, resume: bool, out_dir: str | None,
             parent_run_id: str | None = None) -> None:
     """Run one planned map, printing a line per chunk and its cost (also what `rdbench grid` calls)."""
     from rdbench.phase.mapping import SKIPPED, run_phase_map
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # --out: no progress bar in the log
 
     client = open_tracking()
     experiment = experiment_name(experiment)
@@ -121,7 +102,9 @@ def run_map(plan, rows: int, budget: int, device, experiment: str | None, resume
                    + (f", peak CUDA {result.peak_device_mib:.0f} MiB" if result.peak_device_mib is not None else "")
                    + f"; {labels}; run {result.run_id}")
     if out_dir:
-        with one_line_errors(*store_errors(), OSError):
+        from rdbench.tracking.store import quiet_downloads
+
+        with one_line_errors(*store_errors(), OSError), quiet_downloads():  # no progress bar in the log
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             path = client.download_artifacts(result.run_id, "phase", out_dir)
         click.echo(f"table and figures in {path}")

@@ -112,9 +112,10 @@ def mosaic(points: pd.DataFrame, tiles: np.ndarray, marked: Mapping[str, tuple[f
     return fig
 
 
-def figures(points: pd.DataFrame, tiles: np.ndarray, marked: Mapping[str, tuple[float, float]]) -> dict[str, plt.Figure]:
-    """Every figure of a map by file stem: the heatmaps, the spread (several seeds) and the mosaic."""
-    summary = summarise(points)
+def figures(points: pd.DataFrame, summary: pd.DataFrame, tiles: np.ndarray,
+            marked: Mapping[str, tuple[float, float]]) -> dict[str, plt.Figure]:
+    """Every figure of a map by file stem: the heatmaps of ``summary`` (:func:`summarise` of
+    ``points``), the spread (several seeds) and the mosaic."""
     out = {stem: heatmap(summary, column, title, cmap, marked) for stem, (column, title, cmap) in HEATMAPS.items()}
     if points["seed"].nunique() > 1:
         stem, column, title, cmap = SPREAD

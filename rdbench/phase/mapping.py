@@ -124,9 +124,7 @@ def run_phase_map(
                 run.end(RunStatus.KILLED, f"stopped after {chunk_limit} chunk(s) (chunk limit)")
                 return result
             chunk = run_chunk([plan.points[i] for i in indices], plan.config.labels, plan.config.tile, device)
-            save_chunk(run, chunk)
-            frames.append(pd.DataFrame(chunk.rows).assign(
-                chunk=indices[0], chunk_wall_s=chunk.wall_s, chunk_cell_updates=chunk.cell_updates))
+            frames.append(save_chunk(run, chunk))
             tiles.update({i: tile for i, tile in zip(indices, chunk.tiles, strict=True)})
             result.chunks_run += 1
             if on_chunk:
@@ -164,8 +162,9 @@ def _log_map(run: TrackedRun, plan: PhasePlan, table: pd.DataFrame, tiles: np.nd
     points = table.drop(columns=["chunk_wall_s", "chunk_cell_updates"])
     log_frame(run, points, "phase/points.csv")
     run.log_table(points, "phase/points.json")
-    log_frame(run, summarise(points), "phase/summary.csv")
-    for stem, fig in figures(points, tiles, plan.marked).items():
+    summary = summarise(points)
+    log_frame(run, summary, "phase/summary.csv")
+    for stem, fig in figures(points, summary, tiles, plan.marked).items():
         run.log_figure(fig, f"phase/{stem}.png")
         plt.close(fig)
     counts = points["label"].value_counts()

@@ -227,6 +227,20 @@ def size_chunks(plan: PhasePlan, device: Any, max_memory: str | int | None = Non
     return min(rows, len(plan.points)), total
 
 
+def plan_grid_maps(grid_plan: Any, overrides: Mapping[str, Any], device: Any) -> list[tuple[PhasePlan, int, int]]:
+    """The ``phase:`` entries of a grid file (a :class:`~rdbench.study.grid.GridPlan`) as (plan, rows
+    per chunk, budget bytes), every one checked before any run; ``overrides`` (``--set``) win."""
+    maps = []
+    for index, entry in enumerate(grid_plan.spec.phase):
+        try:
+            planned = plan_map(entry.system, entry.feed, entry.kill, entry.seeds or grid_plan.spec.seeds,
+                               entry.profile or grid_plan.spec.profile, {**entry.overrides, **overrides})
+            maps.append((planned, *size_chunks(planned, device, entry.max_memory)))
+        except ConfigError as exc:
+            raise ConfigError(f"{grid_plan.path}: phase[{index}] (system {entry.system!r}): {exc}") from None
+    return maps
+
+
 def chunks(indices: Sequence[int], rows: int) -> list[list[int]]:
     """Consecutive runs of at most ``rows`` point indices, in order."""
     indices = list(indices)

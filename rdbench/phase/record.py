@@ -18,19 +18,20 @@ import pandas as pd
 
 from rdbench.phase.simulate import ChunkResult
 from rdbench.tracking.runs import TrackedRun
-from rdbench.tracking.store import retrying
+from rdbench.tracking.store import quiet_downloads, retrying
 
 CHUNKS = "phase/chunks"
 
 
-def save_chunk(run: TrackedRun, chunk: ChunkResult) -> None:
-    """Log one finished chunk (table rows and tiles) to the map's run."""
+def save_chunk(run: TrackedRun, chunk: ChunkResult) -> pd.DataFrame:
+    """Log one finished chunk (table rows and tiles) to the map's run; return its table rows."""
     first = int(chunk.rows[0]["point"])
     frame = pd.DataFrame(chunk.rows).assign(chunk=first, chunk_wall_s=chunk.wall_s, chunk_cell_updates=chunk.cell_updates)
     with tempfile.TemporaryDirectory() as tmp:
         frame.to_csv(Path(tmp) / f"chunk_{first:06d}.csv", index=False)
         np.save(Path(tmp) / f"chunk_{first:06d}.npy", chunk.tiles)
         retrying(lambda: run.client.log_artifacts(run.run_id, tmp, CHUNKS))
+    return frame
 
 
 def log_frame(run: TrackedRun, frame: pd.DataFrame, artifact_file: str) -> None:
@@ -46,7 +47,7 @@ def load_chunks(run: TrackedRun) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
     listed = retrying(lambda: run.client.list_artifacts(run.run_id, CHUNKS), "read")
     stems = sorted({Path(f.path).stem for f in listed if f.path.endswith(".csv")})
     frames, tiles = [], {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
         for stem in stems:
             csv = Path(run.client.download_artifacts(run.run_id, f"{CHUNKS}/{stem}.csv", tmp))
             npy = Path(run.client.download_artifacts(run.run_id, f"{CHUNKS}/{stem}.npy", tmp))

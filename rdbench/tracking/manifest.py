@@ -8,17 +8,16 @@ module is the only place that spells the file's name and layout.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rdbench.tracking.runs import TrackedRun
+from rdbench.tracking.store import quiet_downloads
 
 MANIFEST = "grid/cells.json"
 NOT_RUN = "NOT_RUN"  # a cell the grid did not reach (interrupted before it)
@@ -48,7 +47,7 @@ def write_manifest(run: TrackedRun, grid: str, grid_file: str, rows: Sequence[Ma
 
 def read_manifest(client: Any, run_id: str) -> list[ManifestRow]:
     """The manifest rows of parent run ``run_id`` (empty when it has none)."""
-    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
+    with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
         try:
             local = client.download_artifacts(run_id, MANIFEST, tmp)
         except Exception:  # noqa: BLE001 - no manifest (MlflowException or OSError): no rows
@@ -56,17 +55,3 @@ def read_manifest(client: Any, run_id: str) -> list[ManifestRow]:
         cells = json.loads(Path(local).read_text()).get("cells", [])
     fields = {f.name for f in dataclasses.fields(ManifestRow)}
     return [ManifestRow(**{k: v for k, v in row.items() if k in fields}) for row in cells]
-
-
-@contextlib.contextmanager
-def _quiet_downloads() -> Iterator[None]:
-    """No tqdm bar on the terminal for a one-file artifact download."""
-    old = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = old

@@ -21,7 +21,6 @@ import contextlib
 import copy
 import json
 import logging
-import os
 import shutil
 import tempfile
 import warnings
@@ -33,25 +32,22 @@ from typing import Any
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.tracking import MlflowClient
 
+from rdbench.tracking.store import quiet_downloads
+
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's tag for what a dataset was used for
 
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """No download progress bars and no pickle advice from MLflow (rdbench reads only the state dict)."""
-    before = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     logger = logging.getLogger("mlflow.pytorch")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        yield
+        with quiet_downloads():
+            yield
     finally:
         logger.setLevel(level)
-        if before is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = before
 
 
 def dataset_source(source: str) -> Any:

@@ -24,6 +24,7 @@ Bounds, from the environment (documented in docs/grids-and-reports.md):
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -39,6 +40,7 @@ from mlflow.tracking import MlflowClient
 
 SEARCH_PAGE = 1000  # runs per page of a search (MLflow's maximum for most stores)
 SQLITE_HEADER = b"SQLite format 3\x00"
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # MLflow's download progress bar (tqdm)
 T = TypeVar("T")
 
 
@@ -271,3 +273,17 @@ def all_experiment_ids(mlflow_client: MlflowClient) -> list[str]:
 def active_env_run_id() -> str | None:
     """The run ``mlflow run`` created for this process, if any (``MLFLOW_RUN_ID``)."""
     return os.environ.get("MLFLOW_RUN_ID") or None
+
+
+@contextlib.contextmanager
+def quiet_downloads():
+    """No tqdm progress bar on the terminal while artifacts are downloaded (restored afterwards)."""
+    before = os.environ.get(PROGRESS_BAR_ENV)
+    os.environ[PROGRESS_BAR_ENV] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PROGRESS_BAR_ENV, None)
+        else:
+            os.environ[PROGRESS_BAR_ENV] = before
