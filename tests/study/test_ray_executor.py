@@ -11,6 +11,7 @@ dead attempt KILLED with the reason, nothing RUNNING.
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -85,7 +86,8 @@ def test_address_and_workers_need_the_ray_executor(experiment, mlflow_client):
 # --------------------------------------------------------------------------- on the two-node cluster
 
 DRIVER = """
-import sys
+import faulthandler, signal, sys
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # finish() asks for the stacks of a driver that hangs
 from rdbench.cli import main
 main(args=sys.argv[1:], prog_name="rdbench")
 """
@@ -102,8 +104,23 @@ def driver(cluster, args: list[str], uri: str, env: dict | None = None):
 
 
 def finish(proc, timeout: float) -> str:
+    """The driver's output once it exits; past ``timeout`` its threads' stacks (faulthandler, SIGUSR1) and
+    output are in the failure, so a hang says where it hangs."""
+    import signal
+    import subprocess
+
     try:
         out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGUSR1)
+        try:
+            out, _ = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        raise AssertionError(f"the driver did not exit within {timeout:g} s; its stacks and output:\n"
+                             f"{(out or '')[-6000:]}") from None
     except BaseException:
         proc.kill()
         proc.communicate()
@@ -268,7 +285,7 @@ def test_ctrl_c_on_the_driver_cancels_the_tasks_and_leaves_no_run_running(
 
     rc, out, experiment, client, _ = grid_on_cluster(
         ray_two_nodes, netns_tracking_server, lstm_grid(tmp_path, 2), 100000, parent_and_both_cells_running,
-        lambda proc, _: proc.send_signal(signal.SIGINT), timeout=120)
+        lambda proc, _: proc.send_signal(signal.SIGINT), timeout=240)
     assert rc == 128 + signal.SIGINT, out[-3000:]
     runs = grid_runs(client, experiment)
     assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}, [(r.info.run_name, r.info.status) for r in runs]
