@@ -103,10 +103,21 @@ class BalanceMeter:
         self._buffer[n].copy_(norms.detach())
         self._steps.append(int(step))
 
-    def _grow(self, norms: torch.Tensor) -> None:
-        """A buffer twice as long (at least ``INITIAL_STEPS``), keeping what was recorded."""
+    def record_many(self, steps: Sequence[int], norms: torch.Tensor) -> None:
+        """Record several steps at once: ``norms`` is ``(len(steps), samples, terms)``; one copy."""
+        expected = (len(steps), self.n_samples, len(self.term_names))
+        if tuple(norms.shape) != expected:
+            raise ValueError(f"norms of shape {tuple(norms.shape)}, expected {expected}")
         n = len(self._steps)
-        capacity = max(INITIAL_STEPS, 2 * n)
+        if self._buffer is None or n + len(steps) > self._buffer.shape[0]:
+            self._grow(norms[0], n + len(steps))
+        self._buffer[n:n + len(steps)].copy_(norms.detach())
+        self._steps.extend(int(s) for s in steps)
+
+    def _grow(self, norms: torch.Tensor, needed: int = 0) -> None:
+        """A buffer twice as long (at least ``INITIAL_STEPS`` and ``needed``), keeping what was recorded."""
+        n = len(self._steps)
+        capacity = max(INITIAL_STEPS, 2 * n, needed)
         buffer = torch.empty((capacity, *norms.shape), dtype=norms.dtype, device=norms.device)
         if self._buffer is not None:
             buffer[:n].copy_(self._buffer[:n])

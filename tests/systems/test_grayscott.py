@@ -176,7 +176,7 @@ def test_record_every_subsamples_but_keeps_the_last_step():
 def test_compiled_step_matches_eager():
     s = smoke()
     eager = GrayScottSimulation([s], [0])
-    fused = GrayScottSimulation([s.model_copy(update={"compile": True})], [0])
+    fused = GrayScottSimulation([s.model_copy(update={"kernel": "compiled"})], [0])
     m1, m2 = BalanceMeter(1, TERMS), BalanceMeter(1, TERMS)
     eager.run(m1)
     fused.run(m2)
@@ -244,7 +244,7 @@ def test_without_a_working_compiler_the_fused_step_falls_back_to_eager(monkeypat
     monkeypatch.setattr(gs, "_compiled", None)
     torch._dynamo.reset()
     s = smoke()
-    fused = GrayScottSimulation([s.model_copy(update={"compile": True})], [0])
+    fused = GrayScottSimulation([s.model_copy(update={"kernel": "compiled"})], [0])
     # inductor's own patch (monkeypatch would delete the setting on undo, breaking every later compile)
     with torch._inductor.config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-g++"))}), \
             pytest.warns(RuntimeWarning, match="torch.compile failed .*running the eager step"):

@@ -1,0 +1,230 @@
+"""The Gray-Scott explicit Euler step as one Triton kernel (``kernel: triton``; Eqs. 1, 12, 15).
+
+Why a kernel of its own (issue 19). A 64x64 phase map on one H200 (4,096 rows of a
+200x200 grid, 5,000 steps, ``scripts/gpu_phase_check.sh``) ran at 1.75e10 cell-updates/s,
+6.7 % of the memory-bandwidth bound: 9.3 ms per step of map wall time against 0.64 ms
+for one read and one write of the state (4,096 x 200^2 cells x 16 B at 4,160 GB/s).
+Where that time goes, read from the code path as it stood (``compile: true``; counts of
+the CPU build from ``torch.profiler``, ``python scripts/rd_step_anatomy.py``; no GPU was
+at hand to profile the CUDA one):
+
+* **The map's wall time is not the step's.** ``wall_time_s`` is the sum of
+  :func:`rdbench.phase.simulate.run_chunk`: it also holds building the batch (4,096
+  initial states drawn one by one on the CPU, two 200x200 float64 ``randn`` each), the
+  first ``torch.compile`` of the two step graphs on a machine with a cold kernel cache
+  (tens of seconds), and after the steps, per row: :meth:`BalanceMeter.result`, which
+  gathers the row's column of the (steps x 4,096 x 4) norm buffer on the device and
+  reads it back (4,096 gathers and host synchronisations; the per-row read-back the
+  last review noted), and the row's label (connected components in scipy). All of it
+  is divided by 5,000 in the 9.3 ms.
+* **Per step, the fused step is several kernels and passes over the state.**
+  Inductor's graph for ``_measured_update_into`` reduces the four term norms in two
+  stages (over j, then i: a (rows, N) partial per term written and read back) and
+  writes the update in a separate pointwise loop; with the realize thresholds raised
+  the stencil is recomputed by both, so the state is read twice (norms, update) and
+  written once: 3 x 8 B per cell instead of 2 x 8 B. The update goes through the
+  padded layout's interior views (row pitch 202 floats: no 16 B alignment, so no
+  vector loads). :func:`~rdbench.systems.grayscott.fill_halo` then launches four
+  small copies, and :meth:`BalanceMeter.record` one more: 7 or more launches per
+  step, each a Python call through dynamo's guards (tens of microseconds of CPU each,
+  not hidden when the GPU part of a step is a fraction of a millisecond).
+* **Every ``check_every`` (100) steps**: divergence sums u and v of every row (a
+  full extra read of the state) and reads the result back to the host; the early stop
+  then reads the spare and current v once more (``sub_``, ``abs_``, ``mean``) and
+  reads back again: two host synchronisations that drain the launch queue.
+* A frozen (diverged) row is copied back row by row every step (one launch per row).
+
+What :func:`gray_scott_kernel` does instead, per step: **one launch**. Each program
+takes a tile of ``BLOCK_I`` grid lines of one row (sample), reads u and v with the
+periodic wrap computed by index (``(i +- 1) mod N``; the halo is never read or
+written, so :func:`fill_halo` goes), writes u and v of the next state, and, on a
+recorded step (``MEASURED``), adds its tile's sums of squares of the four rates
+(``reaction_v, diffusion_v, reaction_u, diffusion_u``, the order of
+:data:`~rdbench.systems.grayscott.TERMS`) into the row's slot of a staging buffer
+with four atomic adds. Nothing is read back: :class:`TritonStep` keeps
+``block_steps`` recorded steps of sums of squares on the device and hands them to the
+meter in one ``sqrt`` and one copy (:meth:`BalanceMeter.record_many`). On a check step
+(``CHECK``) the same pass also adds, per row, sum |v_{n+1} - v_n| (the early stop's
+change) and sum (u_{n+1} + v_{n+1}) (NaN/Inf iff the new state is, or it passed ~1e38:
+the divergence test); one (rows, 2) read-back per check, no extra pass over the state.
+A frozen row is one flag per row (``alive``): the kernel copies its state unchanged.
+
+Bytes per cell update: u and v read once (8 B, the neighbours come from cache) and
+written once (8 B): 16 B, the bound ``rdbench bench rd`` and the device script print.
+
+The kernel runs on CUDA tensors through ``triton.jit`` and on CPU tensors through
+Triton's interpreter (numpy, one program at a time: for tests, never for speed), which
+must be switched on with ``TRITON_INTERPRET=1`` before triton is first imported (it
+decides at import time whether ``tl.sum`` and the other library functions are
+interpreted, so the tests run it in a subprocess).
+float32 only (Triton passes the scalar constants as float32).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+try:  # Triton comes with torch's CUDA builds; without it the other step kernels run
+    import triton.language as tl
+except ImportError:  # pragma: no cover - a CPU-only torch
+    tl = None
+
+TERMS_COUNT = 4  # reaction_v, diffusion_v, reaction_u, diffusion_u (grayscott.TERMS)
+CHECKS_COUNT = 2  # per row: sum |v_{n+1} - v_n|, sum (u_{n+1} + v_{n+1})
+TILE_CELLS = 4096  # cells a program covers (BLOCK_I lines x BLOCK_J columns)
+STAGED_STEPS = 256  # recorded steps of norms kept on the device before one hand-over to the meter
+BYTES_PER_UPDATE = 16  # float32: u and v read once and written once per cell update
+
+
+def available() -> bool:
+    """Whether Triton can be imported here."""
+    return tl is not None
+
+
+def gray_scott_kernel(state, out, feed, kill, alive, sq, checks,
+                      rows, n, pitch, field_stride, tiles,
+                      diffusion_u, diffusion_v, dt, inv_dx2,
+                      MEASURED: tl.constexpr, CHECK: tl.constexpr,  # noqa: N803
+                      BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr):  # noqa: N803
+    """One explicit Euler step of Eq. (1) for ``BLOCK_I`` grid lines of one row (sample).
+
+    ``state``/``out``: the padded ``(2, rows, n + 2, n + 2)`` buffers (u then v); only the
+    interior is read and written, the neighbours wrap by index. ``sq``: ``(rows, 4)`` sums
+    of squares of Eqs. (12), (15) and the activator's pair, added to when ``MEASURED``;
+    ``checks``: ``(rows, 2)`` sum |dv| and sum (u + v) of the new state, added to when ``CHECK``.
+    """
+    pid = tl.program_id(0)
+    row = pid // tiles
+    tile = pid % tiles
+    i = tile * BLOCK_I + tl.arange(0, BLOCK_I)[:, None]
+    j = tl.arange(0, BLOCK_J)[None, :]
+    mask = (i < n) & (j < n)
+    up = tl.where(i == 0, n - 1, i - 1)
+    down = tl.where(i == n - 1, 0, i + 1)
+    left = tl.where(j == 0, n - 1, j - 1)
+    right = tl.where(j == n - 1, 0, j + 1)
+    base = row * pitch * pitch + pitch + 1  # the row's interior (0, 0)
+    centre = base + i * pitch + j
+    u_ptr = state
+    v_ptr = state + field_stride
+    u = tl.load(u_ptr + centre, mask=mask, other=0.0)
+    v = tl.load(v_ptr + centre, mask=mask, other=0.0)
+    u_nb = (tl.load(u_ptr + base + up * pitch + j, mask=mask, other=0.0)
+            + tl.load(u_ptr + base + down * pitch + j, mask=mask, other=0.0)
+            + tl.load(u_ptr + base + i * pitch + left, mask=mask, other=0.0)
+            + tl.load(u_ptr + base + i * pitch + right, mask=mask, other=0.0))
+    v_nb = (tl.load(v_ptr + base + up * pitch + j, mask=mask, other=0.0)
+            + tl.load(v_ptr + base + down * pitch + j, mask=mask, other=0.0)
+            + tl.load(v_ptr + base + i * pitch + left, mask=mask, other=0.0)
+            + tl.load(v_ptr + base + i * pitch + right, mask=mask, other=0.0))
+    f = tl.load(feed + row)
+    k = tl.load(kill + row)
+    live = tl.load(alive + row) != 0
+    uvv = u * v * v
+    reaction_u = f * (1.0 - u) - uvv
+    reaction_v = uvv - (f + k) * v
+    diffusion_u_term = diffusion_u * ((u_nb - 4.0 * u) * inv_dx2)
+    diffusion_v_term = diffusion_v * ((v_nb - 4.0 * v) * inv_dx2)
+    u_new = tl.where(live, u + dt * (reaction_u + diffusion_u_term), u)
+    v_new = tl.where(live, v + dt * (reaction_v + diffusion_v_term), v)
+    tl.store(out + centre, u_new, mask=mask)
+    tl.store(out + field_stride + centre, v_new, mask=mask)
+    if MEASURED:
+        tl.atomic_add(sq + row * 4 + 0, tl.sum(tl.sum(tl.where(mask, reaction_v * reaction_v, 0.0), 1), 0))
+        tl.atomic_add(sq + row * 4 + 1, tl.sum(tl.sum(tl.where(mask, diffusion_v_term * diffusion_v_term, 0.0), 1), 0))
+        tl.atomic_add(sq + row * 4 + 2, tl.sum(tl.sum(tl.where(mask, reaction_u * reaction_u, 0.0), 1), 0))
+        tl.atomic_add(sq + row * 4 + 3, tl.sum(tl.sum(tl.where(mask, diffusion_u_term * diffusion_u_term, 0.0), 1), 0))
+    if CHECK:
+        tl.atomic_add(checks + row * 2 + 0, tl.sum(tl.sum(tl.where(mask, tl.abs(v_new - v), 0.0), 1), 0))
+        tl.atomic_add(checks + row * 2 + 1, tl.sum(tl.sum(tl.where(mask, u_new + v_new, 0.0), 1), 0))
+
+
+def interpreter_on() -> bool:
+    """Whether Triton runs kernels in its interpreter (``TRITON_INTERPRET=1`` when triton was imported)."""
+    import triton
+
+    return bool(triton.knobs.runtime.interpret)
+
+
+@functools.cache
+def _launcher():
+    """``triton.jit`` of the kernel, on first use (so importing this module never needs Triton):
+    compiled for CUDA, or Triton's interpreter when ``TRITON_INTERPRET=1`` was set before
+    triton was first imported (its ``tl.sum`` is decorated at import time)."""
+    import triton
+
+    return triton.jit(gray_scott_kernel)
+
+
+def tile_shape(n: int, tile_cells: int = TILE_CELLS) -> tuple[int, int]:
+    """(BLOCK_I, BLOCK_J): whole grid lines (BLOCK_J = the next power of two >= n) and
+    enough of them for about ``tile_cells`` cells (at most the power of two >= n)."""
+    block_j = 1 << max(n - 1, 1).bit_length()
+    return max(1, min(tile_cells // block_j, block_j)), block_j
+
+
+def launch_step(state: torch.Tensor, out: torch.Tensor, feed: torch.Tensor, kill: torch.Tensor,
+                alive: torch.Tensor, sq: torch.Tensor | None, checks: torch.Tensor | None,
+                diffusion_u: float, diffusion_v: float, dt: float, dx: float,
+                tile_cells: int = TILE_CELLS) -> None:
+    """One step of every row from ``state`` into ``out`` (both ``(2, rows, n + 2, n + 2)``,
+    contiguous float32); adds into ``sq`` ``(rows, 4)`` and ``checks`` ``(rows, 2)`` when given."""
+    _, rows, pitch, _ = state.shape
+    n = pitch - 2
+    block_i, block_j = tile_shape(n, tile_cells)
+    tiles = -(-n // block_i)
+    if state.device.type != "cuda" and not interpreter_on():
+        raise RuntimeError("the Triton Gray-Scott kernel runs on CPU tensors only under Triton's interpreter: "
+                           "set TRITON_INTERPRET=1 before torch or triton is imported")
+    kernel = _launcher()
+    dummy = feed
+    kernel[(rows * tiles,)](
+        state, out, feed, kill, alive, dummy if sq is None else sq, dummy if checks is None else checks,
+        rows, n, pitch, rows * pitch * pitch, tiles,
+        float(diffusion_u), float(diffusion_v), float(dt), 1.0 / (dx * dx),
+        MEASURED=sq is not None, CHECK=checks is not None, BLOCK_I=block_i, BLOCK_J=block_j,
+    )
+
+
+class TritonStep:
+    """The Triton path of :class:`~rdbench.systems.grayscott.GrayScottSimulation`: launches
+    :func:`gray_scott_kernel` once per step and keeps the norms of up to ``block_steps``
+    recorded steps on the device (sums of squares) until :meth:`flush` hands them to the
+    meter at once. Allocated once; nothing per step but the launch."""
+
+    def __init__(self, rows: int, device: torch.device, block_steps: int):
+        self.sq = torch.zeros((block_steps, rows, TERMS_COUNT), dtype=torch.float32, device=device)
+        self.checks = torch.zeros((rows, CHECKS_COUNT), dtype=torch.float32, device=device)
+        self.alive = torch.ones(rows, dtype=torch.int8, device=device)
+        self.steps: list[int] = []  # the recorded steps staged in ``sq``, in order
+
+    def __call__(self, state, out, feed, kill, constants, measured: bool, step: int, check: bool,
+                 meter=None) -> None:
+        if measured and len(self.steps) == self.sq.shape[0]:
+            self.flush(meter)
+        sq = None
+        if measured:
+            sq = self.sq[len(self.steps)]
+            self.steps.append(step)
+        if check:
+            self.checks.zero_()
+        launch_step(state, out, feed.view(-1), kill.view(-1), self.alive, sq, self.checks if check else None,
+                    *constants)
+
+    def flush(self, meter) -> None:
+        """Hand the staged norms (square roots of the sums) to ``meter`` in one copy; no host sync."""
+        if self.steps:
+            count = len(self.steps)
+            meter.record_many(self.steps, self.sq[:count].sqrt())
+            self.sq[:count].zero_()
+            self.steps = []
+
+    def check_sums(self, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Of the last check step, per row: mean |v_{n+1} - v_n| and sum (u_{n+1} + v_{n+1}) (on the device)."""
+        return self.checks[:, 0] / cells, self.checks[:, 1]
+
+    def freeze(self, rows) -> None:
+        """Rows the kernel copies unchanged from now on (diverged ones)."""
+        self.alive[torch.as_tensor(list(rows), dtype=torch.long, device=self.alive.device)] = 0
