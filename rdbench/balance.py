@@ -155,6 +155,20 @@ class BalanceMeter:
             norms={name: norms[:, :, k].T.copy() for k, name in enumerate(self.term_names)},
         )
 
+    def results(self) -> list[BalanceResult]:
+        """The metrics of every sample alone (:meth:`result` ``([i])`` for each ``i``, each with its
+        own series length), from one read-back of the buffer instead of one per sample."""
+        if not self._steps:
+            raise ValueError("the meter recorded no step")
+        lengths = np.where(self._length < 0, len(self._steps), self._length)
+        # (samples, terms, steps): each sample's series contiguous, in the buffer's dtype
+        norms = self._buffer[:len(self._steps)].permute(1, 2, 0).contiguous().cpu().numpy()
+        steps = np.asarray(self._steps, dtype=np.int64)
+        return [BalanceResult(steps=steps[:n].copy(),
+                              norms={name: norms[i, k, None, :n].astype(np.float64) for k, name in enumerate(self.term_names)})
+                for i, n in enumerate(lengths.tolist())]
+
+
 
 @dataclass(frozen=True)
 class BalanceResult:
