@@ -208,3 +208,39 @@ def bench_rd_memory(grid_size: int, steps: int, batch: int, device: str, kernel:
     echo(f"growth from {steps} to {10 * steps} steps: {growth:+.2f} % current, "
          f"{100 * (last_peak / first_peak - 1):+.2f} % peak (target <= {MEMORY_GROWTH_TARGET:.0f} %)")
     return growth
+
+
+def kernel_rates(grid_size: int, steps: int, batch: int, kernels: list[str], device: str, rounds: int = 3,
+                 echo: Callable[[str], None] = print) -> dict[str, float]:
+    """Cell-updates/s of :meth:`GrayScottSimulation.run` (metrics every step, the divergence and
+    early-stop checks every ``check_every`` steps, as a phase-map chunk runs them) for each of
+    ``kernels`` on one batch, best of ``rounds``, the batch built and warmed up outside the timing;
+    each with its fraction of the bandwidth bound (a device copy measured here). Returns the rates."""
+    dev = resolve_device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    bandwidth = copy_bandwidth(dev, max(2 * batch * (grid_size + 2) ** 2 * 4, 64 * MIB))
+    bound = bandwidth / BYTES_PER_UPDATE
+    echo(f"Gray-Scott {grid_size}x{grid_size}, batch {batch}, {steps} steps, metrics every step, device {dev}; "
+         f"bound {bandwidth / 1e9:.1f} GB/s / {BYTES_PER_UPDATE} B = {bound:.3g} cell-updates/s")
+    rates = {}
+    for kernel in kernels:
+        settings = _settings(grid_size, steps, kernel).model_copy(update={"controls": {}})
+        sim = GrayScottSimulation([settings] * batch, list(range(batch)), dev)
+        with torch.inference_mode():
+            GrayScottSimulation([settings.model_copy(update={"steps": 2})] * batch, list(range(batch)), dev).run(
+                BalanceMeter(batch, TERMS, device=dev))  # compile / JIT outside the timing
+        best = float("inf")
+        for _ in range(rounds):
+            meter = BalanceMeter(batch, TERMS, device=dev)
+            sim.steps_run = 0
+            sync()
+            t0 = time.perf_counter()
+            sim.run(meter)
+            sync()
+            best = min(best, time.perf_counter() - t0)
+        rates[kernel] = batch * grid_size**2 * sim.steps_run / best
+        echo(f"  kernel {sim.kernel:9s} {rates[kernel]:.4g} cell-updates/s = {100 * rates[kernel] / bound:5.1f} % "
+             f"of the bound ({1e3 * best / sim.steps_run:.3f} ms per step)")
+        del sim
+    echo(peak_memory(dev))
+    return rates
