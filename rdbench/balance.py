@@ -161,11 +161,16 @@ class BalanceMeter:
         if not self._steps:
             raise ValueError("the meter recorded no step")
         lengths = np.where(self._length < 0, len(self._steps), self._length)
-        # (samples, terms, steps): each sample's series contiguous, in the buffer's dtype
-        norms = self._buffer[:len(self._steps)].permute(1, 2, 0).contiguous().cpu().numpy()
+        # (samples, terms, steps): on a GPU rearranged there, so each series arrives contiguous;
+        # on the CPU a view of the buffer (a copy would cost as much as the strided reads)
+        stored = self._buffer[:len(self._steps)]
+        if stored.device.type == "cpu":
+            series = stored.numpy().transpose(1, 2, 0)
+        else:
+            series = stored.permute(1, 2, 0).contiguous().cpu().numpy()
         steps = np.asarray(self._steps, dtype=np.int64)
-        return [BalanceResult(steps=steps[:n].copy(),
-                              norms={name: norms[i, k, None, :n].astype(np.float64) for k, name in enumerate(self.term_names)})
+        return [BalanceResult(steps=steps[:n].copy(), norms={
+                    name: series[i, k, None, :n].astype(np.float64) for k, name in enumerate(self.term_names)})
                 for i, n in enumerate(lengths.tolist())]
 
 
