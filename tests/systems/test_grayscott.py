@@ -255,3 +255,15 @@ def test_without_a_working_compiler_the_fused_step_falls_back_to_eager(monkeypat
     torch._dynamo.reset()
     monkeypatch.setattr(gs, "_compiled", None)  # the next compile starts clean
     assert torch._inductor.config.cpp.cxx[1] != str(tmp_path / "no-such-g++")
+
+
+def test_a_batch_draws_each_row_as_alone():
+    """The rows' starts are drawn on several threads: the same values as one by one, in order."""
+    from rdbench.systems.grayscott import initial_state, initial_states
+
+    settings = [smoke(), smoke("stripe"), smoke(**{"initial.square_size": 0}), smoke()]
+    seeds = [5, 6, 7, 8]
+    batch = initial_states(settings, seeds, torch.float32)
+    for row, (s, seed) in enumerate(zip(settings, seeds, strict=True)):
+        u, v = initial_state(s, seed, torch.float32)
+        assert torch.equal(batch[0, row], u) and torch.equal(batch[1, row], v)
