@@ -4,35 +4,31 @@ Why a kernel of its own (issue 19). A 64x64 phase map on one H200 (4,096 rows of
 200x200 grid, 5,000 steps, ``scripts/gpu_phase_check.sh``) ran at 1.75e10 cell-updates/s,
 6.7 % of the memory-bandwidth bound: 9.3 ms per step of map wall time against 0.64 ms
 for one read and one write of the state (4,096 x 200^2 cells x 16 B at 4,160 GB/s).
-Where that time goes, read from the code path as it stood (``compile: true``; counts of
-the CPU build from ``torch.profiler``, ``python scripts/rd_step_anatomy.py``; no GPU was
-at hand to profile the CUDA one):
+Where that time goes, read from the code path as it stood (``kernel: compiled``; the CPU
+build's operators counted with ``python scripts/rd_step_anatomy.py``; no GPU was at hand
+to profile the CUDA one, so the split there is an estimate; docs/benchmarks.md has the
+numbers):
 
 * **The map's wall time is not the step's.** ``wall_time_s`` is the sum of
-  :func:`rdbench.phase.simulate.run_chunk`: it also holds building the batch (4,096
-  initial states drawn one by one on the CPU, two 200x200 float64 ``randn`` each), the
-  first ``torch.compile`` of the two step graphs on a machine with a cold kernel cache
-  (tens of seconds), and after the steps, per row: :meth:`BalanceMeter.result`, which
-  gathers the row's column of the (steps x 4,096 x 4) norm buffer on the device and
-  reads it back (4,096 gathers and host synchronisations; the per-row read-back the
-  last review noted), and the row's label (connected components in scipy). All of it
-  is divided by 5,000 in the 9.3 ms.
-* **Per step, the fused step is several kernels and passes over the state.**
-  Inductor's graph for ``_measured_update_into`` reduces the four term norms in two
-  stages (over j, then i: a (rows, N) partial per term written and read back) and
-  writes the update in a separate pointwise loop; with the realize thresholds raised
-  the stencil is recomputed by both, so the state is read twice (norms, update) and
-  written once: 3 x 8 B per cell instead of 2 x 8 B. The update goes through the
-  padded layout's interior views (row pitch 202 floats: no 16 B alignment, so no
-  vector loads). :func:`~rdbench.systems.grayscott.fill_halo` then launches four
-  small copies, and :meth:`BalanceMeter.record` one more: 7 or more launches per
-  step, each a Python call through dynamo's guards (tens of microseconds of CPU each,
-  not hidden when the GPU part of a step is a fraction of a millisecond).
-* **Every ``check_every`` (100) steps**: divergence sums u and v of every row (a
-  full extra read of the state) and reads the result back to the host; the early stop
-  then reads the spare and current v once more (``sub_``, ``abs_``, ``mean``) and
-  reads back again: two host synchronisations that drain the launch queue.
-* A frozen (diverged) row is copied back row by row every step (one launch per row).
+  :func:`rdbench.phase.simulate.run_chunk`: it also holds building the batch (each row's
+  seeded float64 noise drawn on the CPU, row after row: milliseconds a row), the first
+  ``torch.compile`` of the two step graphs (tens of seconds with a cold kernel cache),
+  and after the steps, per row: :meth:`BalanceMeter.result` (a gather on the device and
+  a host synchronisation per row: the per-row read-back the last review noted) and the
+  row's label (scipy's connected components, milliseconds a row). All of it is divided
+  by 5,000 in the 9.3 ms.
+* **The compiled step moves 24 B per cell.** Inductor reduces the four term norms in a
+  pass that recomputes the stencil (to (rows, N) partials, then a small second
+  reduction) and writes the update in another pass: the state is read twice and
+  written once, through the padded layout's interior views (a 202-float row pitch, no
+  aligned vector loads). :func:`~rdbench.systems.grayscott.fill_halo` adds four small
+  copies a step and :meth:`BalanceMeter.record` one more; every launch goes through
+  dynamo's guards on the CPU (~0.1-0.2 ms a step), which the GPU waits for once its
+  part of a step is a fraction of a millisecond.
+* **Every ``check_every`` (100) steps** the divergence test sums u and v of every row
+  (a full extra read) and the early stop reads the spare and current v once more; two
+  host synchronisations drain the launch queue.
+* A frozen (diverged) row was copied back row by row every step.
 
 What :func:`gray_scott_kernel` does instead, per step: **one launch**. Each program
 takes a tile of ``BLOCK_I`` grid lines of one row (sample), reads u and v with the
