@@ -50,3 +50,24 @@ def test_triton_is_refused_on_cpu_without_the_interpreter_and_with_float64():
 def test_an_unknown_kernel_is_refused():
     with pytest.raises(ConfigError, match="kernel"):
         smoke(kernel="cuda")
+
+
+@pytest.mark.parametrize("measured, check", [(False, False), (True, False), (True, True)])
+def test_the_kernel_compiles_for_sm_90_without_spilling(measured, check, tmp_path):
+    """The CUDA build (not the interpreter) of the three variants, for an H100/H200, with Triton's
+    own ptxas, no GPU needed: it lowers, keeps its four/six atomic adds, and spills no register."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("this process runs Triton's interpreter")
+    from rdbench.systems.grayscott_kernels import compile_for
+
+    kernel = compile_for(90, 200, measured, check)
+    ptx = kernel.asm["ptx"]
+    assert ptx.count("atom.global") == 4 * measured + 2 * check
+    ptxas = Path(__import__("triton").__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    if not ptxas.exists():
+        pytest.skip("no ptxas in this triton")
+    source = tmp_path / "kernel.ptx"
+    source.write_text(ptx)
+    report = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(source), "-o", os.devnull],
+                            capture_output=True, text=True, timeout=120).stderr
+    assert "0 bytes spill stores" in report, report
