@@ -230,14 +230,13 @@ class TritonStep:
                  meter=None) -> None:
         if measured and len(self.steps) == self.sq.shape[0]:
             self.flush(meter)
-        sq = None
-        if measured:
-            sq = self.sq[len(self.steps)]
-            self.steps.append(step)
+        sq = self.sq[len(self.steps)] if measured else None
         if check:
             self.checks.zero_()
         launch_step(state, out, feed.view(-1), kill.view(-1), self.alive, sq, self.checks if check else None,
                     *constants)
+        if measured:  # staged once launched: a launch that failed leaves no step behind
+            self.steps.append(step)
 
     def flush(self, meter) -> None:
         """Hand the staged norms (square roots of the sums) to ``meter`` in one copy; no host sync."""
@@ -248,8 +247,10 @@ class TritonStep:
             self.steps = []
 
     def check_sums(self, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Of the last check step, per row: mean |v_{n+1} - v_n| and sum (u_{n+1} + v_{n+1}) (on the device)."""
-        return self.checks[:, 0] / cells, self.checks[:, 1]
+        """Of the last check step, per row: mean |v_{n+1} - v_n| and sum (u_{n+1} + v_{n+1}), read
+        back to the CPU at once (the check step's one host synchronisation)."""
+        checks = self.checks.cpu()
+        return checks[:, 0] / cells, checks[:, 1]
 
     def freeze(self, rows) -> None:
         """Rows the kernel copies unchanged from now on (diverged ones)."""
