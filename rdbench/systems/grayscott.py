@@ -351,15 +351,13 @@ def initial_states(settings: Sequence[GrayScottSettings], seeds: Sequence[int], 
     n = settings[0].grid_size
     out = torch.empty((2, len(settings), n, n), dtype=dtype)
 
-    def fill(row: int) -> None:
-        out[0, row], out[1, row] = initial_state(settings[row], seeds[row], dtype)
+    def draw(row: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return initial_state(settings[row], seeds[row], dtype)
 
-    workers = min(os.cpu_count() or 1, len(settings))
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(fill, range(len(settings))))
-    else:
-        fill(0)
+    # the threads only draw; the rows are written here (inference mode, if on, is per thread)
+    with ThreadPoolExecutor(min(os.cpu_count() or 1, len(settings))) as pool:
+        for row, (u, v) in enumerate(pool.map(draw, range(len(settings)))):
+            out[0, row], out[1, row] = u, v
     return out
 
 

@@ -264,6 +264,8 @@ def test_a_batch_draws_each_row_as_alone():
     settings = [smoke(), smoke("stripe"), smoke(**{"initial.square_size": 0}), smoke()]
     seeds = [5, 6, 7, 8]
     batch = initial_states(settings, seeds, torch.float32)
+    with torch.inference_mode():  # as a phase-map chunk builds its batch
+        assert torch.equal(initial_states(settings, seeds, torch.float32), batch)
     for row, (s, seed) in enumerate(zip(settings, seeds, strict=True)):
         u, v = initial_state(s, seed, torch.float32)
         assert torch.equal(batch[0, row], u) and torch.equal(batch[1, row], v)
