@@ -97,7 +97,7 @@ def gray_scott_kernel(state, out, feed, kill, alive, sq, checks,
     ``checks``: ``(rows, 2)`` sum |dv| and sum (u + v) of the new state, added to when ``CHECK``.
     """
     pid = tl.program_id(0)
-    row = pid // tiles
+    row = (pid // tiles).to(tl.int64)  # 64-bit offsets: rows x (n + 2)^2 passes 2^31 on large grids
     tile = pid % tiles
     i = tile * BLOCK_I + tl.arange(0, BLOCK_I)[:, None]
     j = tl.arange(0, BLOCK_J)[None, :]
