@@ -218,6 +218,17 @@ def test_bench_rd_prints_the_ratios():
     assert result.exit_code == 0, result.output
     assert "ratio fused-with-metrics / numpy:" in result.output
     assert "recording metrics every step costs" in result.output
+    assert "bandwidth bound:" in result.output and "% of the bound" in result.output
+    assert "triton" not in result.output  # on CPU the Triton kernel would run in the interpreter: not shown
+
+
+def test_kernel_rates_time_the_run_of_each_kernel_against_the_bound():
+    from rdbench.bench.rd import kernel_rates
+
+    lines = []
+    rates = kernel_rates(16, 20, 2, ["eager"], "cpu", rounds=1, echo=lines.append)
+    assert set(rates) == {"eager"} and rates["eager"] > 0
+    assert "kernel eager" in lines[1] and "% of the bound" in lines[1] and lines[-1].startswith("peak RSS")
 
 
 def test_bench_rd_memory_prints_rss_at_both_marks_and_the_growth():
