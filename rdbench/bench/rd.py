@@ -95,8 +95,10 @@ def _settings(grid_size: int, steps: int, kernel: str) -> GrayScottSettings:
     return conf.resolve("spot", overrides=overrides)
 
 
-def copy_bandwidth(device: torch.device, nbytes: int, rounds: int = 5) -> float:
-    """Bytes read + written per second by a tensor copy of ``nbytes`` on ``device``, best of ``rounds``."""
+def copy_bandwidth(device: torch.device, at_least: int = 0, rounds: int = 5) -> float:
+    """Bytes read + written per second by a tensor copy on ``device``, best of ``rounds``: of 1 GiB
+    on a GPU (a smaller copy would time the launch), 64 MiB on the CPU, or ``at_least`` bytes."""
+    nbytes = max(at_least, (1 << 30) if device.type == "cuda" else 64 * MIB)
     src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -107,7 +109,11 @@ def copy_bandwidth(device: torch.device, nbytes: int, rounds: int = 5) -> float:
         dst.copy_(src)
         sync()
         best = min(best, time.perf_counter() - t0)
-    return 2 * src.numel() * 4 / best
+    rate = 2 * src.numel() * 4 / best
+    del src, dst
+    if device.type == "cuda":  # the copy's buffers are not the benchmark's memory: call this first
+        torch.cuda.reset_peak_memory_stats(device)
+    return rate
 
 
 def peak_memory(device: torch.device) -> str:
@@ -127,6 +133,10 @@ def bench_rd(grid_size: int, steps: int, batch: int, rounds: int, device: str,
     triton = _settings(grid_size, steps, "triton") if step_kernel(fused.model_copy(update={"kernel": "auto"}),
                                                                   dev) == "triton" else None
 
+    updates = grid_size * grid_size * batch * steps
+    bandwidth = copy_bandwidth(dev, 2 * batch * (grid_size + 2) ** 2 * 4)
+    bound = bandwidth / BYTES_PER_UPDATE
+
     t0 = time.perf_counter()
     for warm in (fused, triton) if triton else (fused,):
         rdbench_run(warm.model_copy(update={"steps": 2}), batch, dev, True)
@@ -144,10 +154,6 @@ def bench_rd(grid_size: int, steps: int, batch: int, rounds: int, device: str,
         variants["rdbench triton, metrics every step"] = lambda: rdbench_run(triton, batch, dev, True)
     timings = interleaved(variants, rounds, alternate=True)
     best = {name: timings.best(name) for name in variants}
-    updates = grid_size * grid_size * batch * steps
-    state_bytes = 2 * batch * (grid_size + 2) ** 2 * 4
-    bandwidth = copy_bandwidth(dev, max(state_bytes, 64 * MIB))
-    bound = bandwidth / BYTES_PER_UPDATE
     echo(
         f"Gray-Scott {grid_size}x{grid_size}, batch {batch}, {steps} steps x {rounds} rounds, "
         f"{eager.dtype}, device {dev}, torch threads {torch.get_num_threads()}"
@@ -218,7 +224,7 @@ def kernel_rates(grid_size: int, steps: int, batch: int, kernels: list[str], dev
     each with its fraction of the bandwidth bound (a device copy measured here). Returns the rates."""
     dev = resolve_device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    bandwidth = copy_bandwidth(dev, max(2 * batch * (grid_size + 2) ** 2 * 4, 64 * MIB))
+    bandwidth = copy_bandwidth(dev, 2 * batch * (grid_size + 2) ** 2 * 4)
     bound = bandwidth / BYTES_PER_UPDATE
     echo(f"Gray-Scott {grid_size}x{grid_size}, batch {batch}, {steps} steps, metrics every step, device {dev}; "
          f"bound {bandwidth / 1e9:.1f} GB/s / {BYTES_PER_UPDATE} B = {bound:.3g} cell-updates/s")
