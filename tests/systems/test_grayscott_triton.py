@@ -24,7 +24,7 @@ def smoke(**overrides):
     return load_system("rd").resolve("spot", "smoke", overrides)
 
 
-@pytest.mark.parametrize("check", ["kernel_matches_reference", "simulation_matches_eager"])
+@pytest.mark.parametrize("check", ["kernel_matches_reference", "simulation_matches_eager", "fallback_hands_over_mid_run"])
 def test_under_the_interpreter(check):
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(CHECKS), check], env=env, capture_output=True, text=True, timeout=600)

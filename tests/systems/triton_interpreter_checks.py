@@ -96,6 +96,35 @@ def simulation_matches_eager():
                 np.testing.assert_allclose(a.norms[name], b.norms[name], rtol=1e-4, atol=1e-9)
 
 
+def fallback_hands_over_mid_run():
+    """A Triton kernel that fails on a GPU hands over to the compiled step mid-run (here the eager
+    one stands in for it, to skip a compile): the staged norms reach the meter, the halo the kernel
+    never wrote is filled, and the run ends as an eager run from the start does."""
+    import warnings
+
+    assert interpreter_on()
+    settings = smoke(**{"grid_size": 12, "initial.square_size": 4, "steps": 12, "early_stop.tolerance": 0.0})
+    rows = [settings, smoke("stripe", **{"grid_size": 12, "initial.square_size": 4, "steps": 12})]
+    eager = GrayScottSimulation([s.model_copy(update={"kernel": "eager"}) for s in rows], [0, 1])
+    m_eager = BalanceMeter(2, TERMS)
+    switched = GrayScottSimulation([s.model_copy(update={"kernel": "triton"}) for s in rows], [0, 1])
+    m_switched = BalanceMeter(2, TERMS)
+    grayscott.compiled_step = lambda: grayscott._EagerStep(switched.u, switched.feed, switched.kill)
+    with torch.inference_mode():
+        for n in range(12):
+            if n == 5:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    switched._fall_back_from_triton(m_switched, RuntimeError("no GPU compiler"))
+                assert "the Triton kernel failed (RuntimeError: no GPU compiler)" in str(caught[0].message)
+                assert switched.kernel == "compiled" and m_switched.n_recorded == 5
+            switched.advance(m_switched, n)
+            eager.advance(m_eager, n)
+    torch.testing.assert_close(switched.v, eager.v, rtol=1e-5, atol=1e-6)
+    for name in TERMS:
+        np.testing.assert_allclose(m_switched.result().norms[name], m_eager.result().norms[name], rtol=1e-4, atol=1e-9)
+
+
 if __name__ == "__main__":
     torch.set_flush_denormal(True)
     globals()[sys.argv[1]]()
