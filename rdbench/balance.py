@@ -103,10 +103,21 @@ class BalanceMeter:
         self._buffer[n].copy_(norms.detach())
         self._steps.append(int(step))
 
-    def _grow(self, norms: torch.Tensor) -> None:
-        """A buffer twice as long (at least ``INITIAL_STEPS``), keeping what was recorded."""
+    def record_many(self, steps: Sequence[int], norms: torch.Tensor) -> None:
+        """Record several steps at once: ``norms`` is ``(len(steps), samples, terms)``; one copy."""
+        expected = (len(steps), self.n_samples, len(self.term_names))
+        if tuple(norms.shape) != expected:
+            raise ValueError(f"norms of shape {tuple(norms.shape)}, expected {expected}")
         n = len(self._steps)
-        capacity = max(INITIAL_STEPS, 2 * n)
+        if self._buffer is None or n + len(steps) > self._buffer.shape[0]:
+            self._grow(norms[0], n + len(steps))
+        self._buffer[n:n + len(steps)].copy_(norms.detach())
+        self._steps.extend(int(s) for s in steps)
+
+    def _grow(self, norms: torch.Tensor, needed: int = 0) -> None:
+        """A buffer twice as long (at least ``INITIAL_STEPS`` and ``needed``), keeping what was recorded."""
+        n = len(self._steps)
+        capacity = max(INITIAL_STEPS, 2 * n, needed)
         buffer = torch.empty((capacity, *norms.shape), dtype=norms.dtype, device=norms.device)
         if self._buffer is not None:
             buffer[:n].copy_(self._buffer[:n])
@@ -143,6 +154,25 @@ class BalanceMeter:
             steps=np.asarray(self._steps[:length], dtype=np.int64),
             norms={name: norms[:, :, k].T.copy() for k, name in enumerate(self.term_names)},
         )
+
+    def results(self) -> list[BalanceResult]:
+        """The metrics of every sample alone (:meth:`result` ``([i])`` for each ``i``, each with its
+        own series length), from one read-back of the buffer instead of one per sample."""
+        if not self._steps:
+            raise ValueError("the meter recorded no step")
+        lengths = np.where(self._length < 0, len(self._steps), self._length)
+        # (samples, terms, steps): on a GPU rearranged there, so each series arrives contiguous;
+        # on the CPU a view of the buffer (a copy would cost as much as the strided reads)
+        stored = self._buffer[:len(self._steps)]
+        if stored.device.type == "cpu":
+            series = stored.numpy().transpose(1, 2, 0)
+        else:
+            series = stored.permute(1, 2, 0).contiguous().cpu().numpy()
+        steps = np.asarray(self._steps, dtype=np.int64)
+        return [BalanceResult(steps=steps[:n].copy(), norms={
+                    name: series[i, k, None, :n].astype(np.float64) for k, name in enumerate(self.term_names)})
+                for i, n in enumerate(lengths.tolist())]
+
 
 
 @dataclass(frozen=True)

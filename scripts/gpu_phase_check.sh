@@ -5,16 +5,24 @@
 #
 # 1. The device's memory bandwidth, measured with a torch copy (read + write of a
 #    1 GiB float32 tensor, best of 5), beside what nvidia-smi reports.
-# 2. `rdbench phase rd --feed 0.01:0.08:64 --kill 0.03:0.07:64 --seed 0 --device cuda`:
-#    4096 rows of N = 200, 5000 steps, in chunks sized to the free CUDA memory; its
-#    wall time (the sum over chunks), cell updates and cell-updates/s (MLflow metrics).
-# 3. The memory-bandwidth floor: a fused float32 step must at least read u and v and
-#    write them back, 16 bytes per cell update; floor = cell updates x 16 B / bandwidth,
-#    printed beside the measured time, with the fraction of the bound reached.
+# 2. The step alone: cell-updates/s of one 4096-row batch of N = 200 (the map's chunk),
+#    500 steps with metrics every step and the map's checks, for the Triton kernel
+#    (`kernel: triton`, the default on CUDA) and the torch.compile step (`kernel: compiled`,
+#    the default before issue 19), each with its % of the bandwidth bound
+#    (rdbench.bench.rd.kernel_rates; the batch built and the kernels compiled untimed).
+# 3. `rdbench phase rd --feed 0.01:0.08:64 --kill 0.03:0.07:64 --seed 0 --device cuda
+#    --set kernel=K`, once with K = triton and once with K = compiled: 4096 rows of
+#    N = 200, 5000 steps, in chunks sized to the free CUDA memory; for each, its wall time
+#    (the sum over chunks: building the rows, the steps, reading the series back and
+#    labelling), cell updates and cell-updates/s (MLflow metrics) against the
+#    memory-bandwidth floor: a fused float32 step must at least read u and v and write
+#    them back, 16 bytes per cell update; floor = cell updates x 16 B / bandwidth.
 #
-# The log, the MLflow store and the map's table and figures go under $OUT (or
+# The log, the MLflow store and the maps' tables and figures go under $OUT (or
 # /tmp/rdbench-gpu-phase). Without CUDA it runs a seconds-long CPU version (an 8x8
-# map of the smoke profile), so the script can be checked anywhere.
+# map of the smoke profile; the steps of a 16-row batch of N = 32, eager and compiled),
+# so the script can be checked anywhere. Issue 19's target: the Triton map at >= 50 %
+# of the bound (1.3e11 cell-updates/s on an H200).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -27,7 +35,6 @@ if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY="${PYTHON:-python3
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"   # rdbench from this checkout, installed or not
 export MLFLOW_TRACKING_URI="sqlite:///$OUT_DIR/mlflow.db"
 unset MLFLOW_RUN_ID
-EXPERIMENT="gpu-phase-$(date +%s)"
 BYTES_PER_UPDATE=16   # float32: read u, v and write u, v once per cell update (the fused step's minimum)
 
 echo "== environment"
@@ -37,10 +44,14 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memo
 if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   DEVICE=cuda
   MAP=(--feed 0.01:0.08:64 --kill 0.03:0.07:64 --seed 0 --device cuda)
+  KERNELS=(triton compiled)
+  STEPS_ARGS=(200 500 4096)   # grid size, steps, rows
 else
   DEVICE=cpu
   echo "!! no CUDA device: running the CPU fallback (8x8 smoke map), numbers are not the GPU's"
   MAP=(--feed 0.01:0.08:8 --kill 0.03:0.07:8 --seed 0 --device cpu --profile smoke)
+  KERNELS=(eager compiled)
+  STEPS_ARGS=(32 60 16)
 fi
 
 echo
@@ -66,22 +77,33 @@ PY
 echo "copy bandwidth: $(awk -v b="$BANDWIDTH" 'BEGIN{printf "%.1f GB/s", b/1e9}')"
 
 echo
-echo "== 2. rdbench phase rd ${MAP[*]}"
-START=$(date +%s.%N)
-"$PY" -m rdbench phase rd "${MAP[@]}" --experiment "$EXPERIMENT" --no-resume --out "$OUT_DIR/map"
-END=$(date +%s.%N)
+echo "== 2. the step alone, kernels ${KERNELS[*]} ($DEVICE)"
+"$PY" - "$DEVICE" "${STEPS_ARGS[@]}" "${KERNELS[@]}" <<'PY'
+import sys
+from rdbench.bench.rd import kernel_rates
+device, grid, steps, rows, kernels = sys.argv[1], *map(int, sys.argv[2:5]), sys.argv[5:]
+kernel_rates(grid, steps, rows, kernels, device)
+PY
 
-echo
-echo "== 3. against the memory-bandwidth floor"
-"$PY" - "$EXPERIMENT" "$BANDWIDTH" "$BYTES_PER_UPDATE" "$START" "$END" <<'PY'
+for KERNEL in "${KERNELS[@]}"; do
+  echo
+  echo "== 3. rdbench phase rd ${MAP[*]} --set kernel=$KERNEL"
+  EXPERIMENT="gpu-phase-$KERNEL-$(date +%s)"
+  START=$(date +%s.%N)
+  "$PY" -m rdbench phase rd "${MAP[@]}" --set "kernel=$KERNEL" --experiment "$EXPERIMENT" --no-resume \
+    --out "$OUT_DIR/map-$KERNEL"
+  END=$(date +%s.%N)
+  "$PY" - "$EXPERIMENT" "$BANDWIDTH" "$BYTES_PER_UPDATE" "$START" "$END" "$KERNEL" <<'PY'
 import sys
 from mlflow import MlflowClient
 experiment, bandwidth, per_update, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), *map(float, sys.argv[4:6])
+kernel = sys.argv[6]
 client = MlflowClient()
 exp = client.get_experiment_by_name(experiment)
 (run,) = client.search_runs([exp.experiment_id], "tags.`rdbench.kind` = 'phase'")
 m = run.data.metrics
 floor = m["cell_updates"] * per_update / bandwidth
+print(f"kernel            {kernel}")
 print(f"points            {m['points']:.0f}")
 print(f"command wall time {end - start:.1f} s (with start-up, compile, labels and figures)")
 print(f"map wall time     {m['wall_time_s']:.1f} s (sum over chunks)")
@@ -90,6 +112,8 @@ print(f"cell-updates/s    {m['cell_updates_per_s']:.4g}")
 print(f"peak memory       RSS {m['peak_rss_mib']:.0f} MiB" + (f", CUDA {m['peak_device_mib']:.0f} MiB" if "peak_device_mib" in m else ""))
 print(f"bandwidth floor   {floor:.2f} s = {m['cell_updates']:.4g} x {per_update:.0f} B / {bandwidth / 1e9:.0f} GB/s "
       f"(at most {bandwidth / per_update:.4g} cell-updates/s)")
-print(f"reached           {floor / m['wall_time_s']:.1%} of the bandwidth bound")
+print(f"reached           {floor / m['wall_time_s']:.1%} of the bandwidth bound (kernel {kernel})")
 PY
-echo "log: $LOG; table and figures: $OUT_DIR/map/phase"
+  echo "table and figures: $OUT_DIR/map-$KERNEL/phase"
+done
+echo "log: $LOG"

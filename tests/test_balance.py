@@ -81,6 +81,27 @@ def test_stopped_samples_keep_shorter_series():
         meter.result()
 
 
+def test_results_read_every_sample_alone_at_once():
+    """``results()`` equals ``result([i])`` for each sample, stopped ones with their shorter series."""
+    meter = BalanceMeter(3, ("reaction", "diffusion", "extra"))
+    gen = torch.Generator().manual_seed(0)
+    for t in range(6):
+        if t == 2:
+            meter.stop_samples([1])
+        meter.record(t, torch.rand(3, 3, generator=gen))
+    # several steps at once, as the Triton step hands them over
+    meter.record_many([6, 8], torch.rand(2, 3, 3, generator=gen))
+    assert meter.n_recorded == 8 and meter.result([0]).steps.tolist() == [0, 1, 2, 3, 4, 5, 6, 8]
+    for i, alone in enumerate(meter.results()):
+        expected = meter.result([i])
+        np.testing.assert_array_equal(alone.steps, expected.steps)
+        for name in meter.term_names:
+            np.testing.assert_array_equal(alone.norms[name], expected.norms[name])
+    assert meter.results()[1].n_steps == 2
+    with pytest.raises(ValueError, match=r"norms of shape \(1, 3, 3\), expected \(2, 3, 3\)"):
+        meter.record_many([9, 10], torch.rand(1, 3, 3))
+
+
 def test_pool_concatenates_samples():
     a = BalanceResult(np.arange(3), {"reaction": np.ones((1, 3)), "diffusion": np.ones((1, 3))})
     b = BalanceResult(np.arange(3), {"reaction": 3 * np.ones((2, 3)), "diffusion": np.ones((2, 3))})

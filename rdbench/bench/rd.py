@@ -5,12 +5,19 @@ on the same grid and dtype; the best round of each is kept (the least disturbed 
 load). Printed:
 
 * numpy ``np.roll`` step (no metrics)                  -- the baseline
-* rdbench eager (``compile: false``), metrics at every step
-* rdbench fused (torch.compile, the default), no metrics recorded
-* rdbench fused, metrics at every step                 -- the headline (what the paper profile runs)
+* rdbench eager (``kernel: eager``), metrics at every step
+* rdbench fused (``kernel: compiled``, torch.compile; the default on CPU), no metrics recorded
+* rdbench fused, metrics at every step                 -- the headline on CPU (what the paper profile runs)
+* on CUDA only: rdbench triton (``kernel: triton``, one Triton kernel; the default on CUDA),
+  without and with metrics every step (on CPU it would run in Triton's interpreter: meaningless
+  for speed, so it is left out)
 * ratio headline / numpy, and the recording overhead (fused with / without metrics - 1)
+* beside each rdbench variant, its fraction of the memory-bandwidth bound: a fused float32
+  step reads u, v and writes them once, 16 B per cell update, so at most (copy bandwidth / 16 B)
+  cell-updates/s, the copy bandwidth measured in the same run (a tensor copy on the device)
 * the compile warm-up, timed apart (a second run in a fresh process reads the kernels
-  from the on-disk cache and pays only the tracing)
+  from the on-disk cache and pays only the tracing), and the peak memory (RSS; on CUDA also
+  the peak allocated device memory)
 
 ``--memory`` instead runs one batch for ``steps`` then ``10 x steps`` steps and prints the
 resident set after each (current and peak) and its growth: flat memory is a correctness
@@ -31,7 +38,14 @@ from rdbench.balance import BalanceMeter
 from rdbench.bench.timing import interleaved
 from rdbench.config import load_system
 from rdbench.systems.base import resolve_device
-from rdbench.systems.grayscott import TERMS, GrayScottSettings, GrayScottSimulation, initial_state
+from rdbench.systems.grayscott import (
+    TERMS,
+    GrayScottSettings,
+    GrayScottSimulation,
+    initial_state,
+    step_kernel,
+)
+from rdbench.systems.grayscott_kernels import BYTES_PER_UPDATE
 
 MIB = 1024 * 1024
 MEMORY_GROWTH_TARGET = 5.0  # % growth of the resident set from 1x to 10x the steps (issue 11)
@@ -66,29 +80,67 @@ def rdbench_run(settings: GrayScottSettings, batch: int, device: torch.device, m
     meter = BalanceMeter(batch, TERMS, device=device) if measured else None
     for n in range(settings.steps):
         sim.advance(meter, n)
+    if meter is not None:
+        sim.flush(meter)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return sim
 
 
-def _settings(grid_size: int, steps: int, compile: bool) -> GrayScottSettings:
+def _settings(grid_size: int, steps: int, kernel: str) -> GrayScottSettings:
     conf = load_system("rd")
     dx = conf.resolve("spot").dx  # keep the paper's dx (and so its stable dt) on any grid
     overrides = {"grid_size": grid_size, "domain_length": grid_size * dx, "steps": steps,
-                 "early_stop.tolerance": 0.0, "compile": compile}
+                 "early_stop.tolerance": 0.0, "kernel": kernel}
     return conf.resolve("spot", overrides=overrides)
+
+
+def copy_bandwidth(device: torch.device, at_least: int = 0, rounds: int = 5) -> float:
+    """Bytes read + written per second by a tensor copy on ``device``, best of ``rounds``: of 1 GiB
+    on a GPU (a smaller copy would time the launch), 64 MiB on the CPU, or ``at_least`` bytes."""
+    nbytes = max(at_least, (1 << 30) if device.type == "cuda" else 64 * MIB)
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    best = float("inf")
+    for _ in range(rounds):
+        sync()
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    rate = 2 * src.numel() * 4 / best
+    del src, dst
+    if device.type == "cuda":  # the copy's buffers are not the benchmark's memory: call this first
+        torch.cuda.reset_peak_memory_stats(device)
+    return rate
+
+
+def peak_memory(device: torch.device) -> str:
+    """The process's peak resident set, and on CUDA the peak allocated device memory."""
+    text = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    if device.type == "cuda":
+        text += f", peak CUDA allocated {torch.cuda.max_memory_allocated(device) / MIB:.0f} MiB"
+    return text
 
 
 def bench_rd(grid_size: int, steps: int, batch: int, rounds: int, device: str,
              echo: Callable[[str], None] = print) -> None:
     """Gray-Scott throughput: rdbench (eager and fused) against a numpy np.roll step."""
     dev = resolve_device(device)
-    eager = _settings(grid_size, steps, compile=False)
-    fused = _settings(grid_size, steps, compile=True)
+    eager = _settings(grid_size, steps, "eager")
+    fused = _settings(grid_size, steps, "compiled")
+    triton = _settings(grid_size, steps, "triton") if step_kernel(fused.model_copy(update={"kernel": "auto"}),
+                                                                  dev) == "triton" else None
+
+    updates = grid_size * grid_size * batch * steps
+    bandwidth = copy_bandwidth(dev, 2 * batch * (grid_size + 2) ** 2 * 4)
+    bound = bandwidth / BYTES_PER_UPDATE
 
     t0 = time.perf_counter()
-    rdbench_run(fused.model_copy(update={"steps": 2}), batch, dev, True)
-    rdbench_run(fused.model_copy(update={"steps": 2}), batch, dev, False)
+    for warm in (fused, triton) if triton else (fused,):
+        rdbench_run(warm.model_copy(update={"steps": 2}), batch, dev, True)
+        rdbench_run(warm.model_copy(update={"steps": 2}), batch, dev, False)
     compile_s = time.perf_counter() - t0
 
     variants = {
@@ -97,23 +149,34 @@ def bench_rd(grid_size: int, steps: int, batch: int, rounds: int, device: str,
         "rdbench fused, no metrics": lambda: rdbench_run(fused, batch, dev, False),
         "rdbench fused, metrics every step": lambda: rdbench_run(fused, batch, dev, True),
     }
+    if triton:
+        variants["rdbench triton, no metrics"] = lambda: rdbench_run(triton, batch, dev, False)
+        variants["rdbench triton, metrics every step"] = lambda: rdbench_run(triton, batch, dev, True)
     timings = interleaved(variants, rounds, alternate=True)
     best = {name: timings.best(name) for name in variants}
-    updates = grid_size * grid_size * batch * steps
     echo(
         f"Gray-Scott {grid_size}x{grid_size}, batch {batch}, {steps} steps x {rounds} rounds, "
         f"{eager.dtype}, device {dev}, torch threads {torch.get_num_threads()}"
     )
-    echo(f"(torch.compile warm-up: {compile_s:.1f} s, not timed; kernels cached on disk for later runs)")
+    echo(f"(warm-up of the compiled{' and Triton' if triton else ''} step: {compile_s:.1f} s, not timed; "
+         f"kernels cached on disk for later runs)")
+    echo(f"bandwidth bound: {bandwidth / 1e9:.1f} GB/s copy / {BYTES_PER_UPDATE} B per cell update = "
+         f"{bound / 1e6:.1f} M cell-updates/s")
     for name, seconds in best.items():
-        echo(f"  {name:38s} {updates / seconds / 1e6:9.1f} M cell-updates/s")
+        rate = updates / seconds
+        share = "" if name.startswith("numpy") else f"   {100 * rate / bound:5.1f} % of the bound"
+        echo(f"  {name:38s} {rate / 1e6:9.1f} M cell-updates/s{share}")
     numpy_rate = updates / best["numpy np.roll step (no metrics)"]
     headline = updates / best["rdbench fused, metrics every step"]
     overhead = best["rdbench fused, metrics every step"] / best["rdbench fused, no metrics"] - 1
     echo(f"ratio fused-with-metrics / numpy: {headline / numpy_rate:.2f}x")
     echo(f"ratio eager-with-metrics / numpy: {updates / best['rdbench eager, metrics every step'] / numpy_rate:.2f}x")
     echo(f"recording metrics every step costs {100 * overhead:+.1f} % of the fused step")
-    echo(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if triton:
+        triton_rate = updates / best["rdbench triton, metrics every step"]
+        echo(f"ratio triton-with-metrics / fused-with-metrics: {triton_rate / headline:.2f}x")
+        echo(f"ratio triton-with-metrics / numpy: {triton_rate / numpy_rate:.2f}x")
+    echo(peak_memory(dev))
 
 
 def _memory_now(device: torch.device) -> tuple[float, float]:
@@ -123,12 +186,12 @@ def _memory_now(device: torch.device) -> tuple[float, float]:
     return psutil.Process().memory_info().rss / MIB, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_rd_memory(grid_size: int, steps: int, batch: int, device: str, compile: bool = True,
+def bench_rd_memory(grid_size: int, steps: int, batch: int, device: str, kernel: str = "auto",
                     echo: Callable[[str], None] = print) -> float:
     """Resident memory of one batch after ``steps`` and after ``10 x steps`` steps (metrics every
     step, the meter growing as it does in a run); returns the growth of the current RSS in %."""
     dev = resolve_device(device)
-    settings = _settings(grid_size, steps, compile=compile)
+    settings = _settings(grid_size, steps, kernel)
     sim = GrayScottSimulation([settings] * batch, list(range(batch)), dev)
     meter = BalanceMeter(batch, TERMS, device=dev)
     start = time.perf_counter()
@@ -137,12 +200,13 @@ def bench_rd_memory(grid_size: int, steps: int, batch: int, device: str, compile
         for n in range(10 * steps):
             sim.advance(meter, n)
             if n + 1 in (steps, 10 * steps):
+                sim.flush(meter)
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 marks[n + 1] = (*_memory_now(dev), time.perf_counter() - start)
     what = "allocated CUDA memory" if dev.type == "cuda" else "resident set"
     echo(f"Gray-Scott {grid_size}x{grid_size}, batch {batch}, {settings.dtype}, device {dev}, "
-         f"{'fused' if compile else 'eager'} step, metrics every step; {what} (current / peak):")
+         f"{sim.kernel} step, metrics every step; {what} (current / peak):")
     for n, (now, peak, seconds) in marks.items():
         echo(f"  after {n:6d} steps: {now:8.1f} MiB / {peak:8.1f} MiB   ({seconds:.0f} s)")
     (first, first_peak, _), (last, last_peak, _) = marks[steps], marks[10 * steps]
@@ -150,3 +214,39 @@ def bench_rd_memory(grid_size: int, steps: int, batch: int, device: str, compile
     echo(f"growth from {steps} to {10 * steps} steps: {growth:+.2f} % current, "
          f"{100 * (last_peak / first_peak - 1):+.2f} % peak (target <= {MEMORY_GROWTH_TARGET:.0f} %)")
     return growth
+
+
+def kernel_rates(grid_size: int, steps: int, batch: int, kernels: list[str], device: str, rounds: int = 3,
+                 echo: Callable[[str], None] = print) -> dict[str, float]:
+    """Cell-updates/s of :meth:`GrayScottSimulation.run` (metrics every step, the divergence and
+    early-stop checks every ``check_every`` steps, as a phase-map chunk runs them) for each of
+    ``kernels`` on one batch, best of ``rounds``, the batch built and warmed up outside the timing;
+    each with its fraction of the bandwidth bound (a device copy measured here). Returns the rates."""
+    dev = resolve_device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    bandwidth = copy_bandwidth(dev, 2 * batch * (grid_size + 2) ** 2 * 4)
+    bound = bandwidth / BYTES_PER_UPDATE
+    echo(f"Gray-Scott {grid_size}x{grid_size}, batch {batch}, {steps} steps, metrics every step, device {dev}; "
+         f"bound {bandwidth / 1e9:.1f} GB/s / {BYTES_PER_UPDATE} B = {bound:.3g} cell-updates/s")
+    rates = {}
+    for kernel in kernels:
+        settings = _settings(grid_size, steps, kernel).model_copy(update={"controls": {}})
+        with torch.inference_mode():  # both batches built alike: the compiled step's guards see the same tensors
+            sim = GrayScottSimulation([settings] * batch, list(range(batch)), dev)
+            GrayScottSimulation([settings.model_copy(update={"steps": 2})] * batch, list(range(batch)), dev).run(
+                BalanceMeter(batch, TERMS, device=dev))  # compile / JIT outside the timing
+        best = float("inf")
+        for _ in range(rounds):
+            meter = BalanceMeter(batch, TERMS, device=dev)
+            sim.steps_run = 0
+            sync()
+            t0 = time.perf_counter()
+            sim.run(meter)
+            sync()
+            best = min(best, time.perf_counter() - t0)
+        rates[kernel] = batch * grid_size**2 * sim.steps_run / best
+        echo(f"  kernel {sim.kernel:9s} {rates[kernel]:.4g} cell-updates/s = {100 * rates[kernel] / bound:5.1f} % "
+             f"of the bound ({1e3 * best / sim.steps_run:.3f} ms per step)")
+        del sim
+    echo(peak_memory(dev))
+    return rates

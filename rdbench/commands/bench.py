@@ -27,7 +27,7 @@ def bench() -> None:
 @click.option("--threads", default=None, type=Positive, help="torch CPU threads. Default: PyTorch's.")
 @click.option("--memory", is_flag=True,
               help="Instead of timing: resident memory after --steps and 10x --steps steps, and its growth.")
-@click.option("--eager", is_flag=True, help="With --memory: the eager step (compile: false) instead of the fused one.")
+@click.option("--eager", is_flag=True, help="With --memory: the eager step (kernel: eager) instead of the default one.")
 def bench_rd(grid_size, steps, batch, rounds, device, threads, memory, eager) -> None:
     """Gray-Scott throughput: rdbench (eager and fused) against a numpy np.roll step."""
     import torch
@@ -39,7 +39,7 @@ def bench_rd(grid_size, steps, batch, rounds, device, threads, memory, eager) ->
         torch.set_num_threads(threads)
     with one_line_errors(ValueError):
         if memory:
-            bench_rd_memory(grid_size, steps, batch, device, compile=not eager, echo=click.echo)
+            bench_rd_memory(grid_size, steps, batch, device, kernel="eager" if eager else "auto", echo=click.echo)
         else:
             measure(grid_size, steps, batch, rounds, device, echo=click.echo)
 

@@ -51,9 +51,10 @@ def run_chunk(points: Sequence[Point], rule: LabelRule, tile: int, device: torch
     tiles[diverged] = np.nan
     final_v = sim.v.cpu().numpy()
     stopped = meter.stopped()
+    results = meter.results()  # one read-back of every row's series (not one per row)
     rows = []
     for i, point in enumerate(points):
-        result = meter.result([i])
+        result = results[i]
         if diverged[i]:
             steps_run = int(sim.diverged_at[i])
         else:

@@ -17,13 +17,17 @@ One step is a pure function (:func:`gray_scott_step`, the reference) that return
 its named parts.
 
 Speed and memory. The state lives in two preallocated buffers (u and v with a
-one-cell periodic halo, current and next, swapped every step). The default step
-(``compile: true``) is one torch.compile'd kernel on CPU and CUDA alike: it reads the
+one-cell periodic halo, current and next, swapped every step). The compiled step
+(``kernel: compiled``, the default on CPU) is one torch.compile'd kernel on CPU and CUDA alike: it reads the
 four neighbours as shifted slices of the padded state (a ``torch.roll`` makes the
 CPU kernel compute ``index mod N`` per cell and gather), writes the update straight
 into the next buffer and reduces the four term norms in the same call. The eager step
-(``compile: false``) runs the same equations op by op into five buffers allocated
-once. Neither allocates anything the size of the grid per step.
+(``kernel: eager``) runs the same equations op by op into five buffers allocated
+once. Neither allocates anything the size of the grid per step. On CUDA the default
+(``kernel: auto``) is one Triton kernel per step (:mod:`rdbench.systems.grayscott_kernels`,
+which also says where the compiled step's time went on a GPU): the wrap by index (the
+halo is left alone), the norms summed in the same pass and handed to the meter a block
+of steps at a time, the early-stop and divergence sums folded into the check steps' pass.
 
 Why that matters: the resident set of a long CPU run was reported growing without
 bound (a 12-row 256x256 batch: ~250 MB/s, OOM-killed at 24 GB) and staying at 0.7 GB
@@ -47,6 +51,7 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -58,6 +63,8 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 from rdbench.balance import DIFFUSION, REACTION, BalanceMeter
 from rdbench.config import ConfigError, Settings
 from rdbench.systems.base import Job, Outcome, RunContext, System
+from rdbench.systems.grayscott_kernels import STAGED_STEPS, TritonStep, interpreter_on
+from rdbench.systems.grayscott_kernels import available as triton_available
 
 TERMS = (REACTION, DIFFUSION, "reaction_u", "diffusion_u")
 MIN_RECORDED_STEPS = 10  # fewer recorded steps make R_t a handful of points and R meaningless
@@ -105,7 +112,10 @@ class GrayScottSettings(Settings):
     early_stop: EarlyStop
     controls: dict[str, ReferenceStart]  # reference starts measured beside the real run
     dtype: Literal["float32", "float64"]
-    compile: bool  # fuse the step with torch.compile (pays a compile once per shape)
+    # The step's engine: triton (one Triton kernel, CUDA, float32; grayscott_kernels.py), compiled
+    # (torch.compile, pays a compile once per shape), eager (op by op); auto: triton where it can
+    # run (CUDA, float32, triton importable), else compiled.
+    kernel: Literal["auto", "triton", "compiled", "eager"]
     flush_denormal: bool  # treat subnormal floats as 0 on CPU: the decaying background of v
     # reaches ~1e-38 within a few hundred steps and subnormal arithmetic is many times slower
 
@@ -289,6 +299,31 @@ class _EagerStep:
         return self.norms.T
 
 
+def check_kernel_dtype(settings: GrayScottSettings) -> None:
+    """The Triton kernel computes in float32 (its scalar arguments are float32)."""
+    if settings.kernel == "triton" and settings.dtype != "float32":
+        raise ConfigError(f"kernel=triton needs dtype=float32, got dtype={settings.dtype}; "
+                          f"use kernel=auto, compiled or eager")
+
+
+def step_kernel(settings: GrayScottSettings, device: torch.device) -> str:
+    """The step engine ``settings.kernel`` names on ``device``: ``auto`` is ``triton`` on CUDA with
+    float32 where triton imports, else ``compiled``. ``triton`` on CPU runs only under Triton's
+    interpreter (``TRITON_INTERPRET=1``, for tests); it needs float32."""
+    kernel = settings.kernel
+    if kernel == "auto":
+        usable = device.type == "cuda" and settings.dtype == "float32" and triton_available()
+        return "triton" if usable else "compiled"
+    if kernel == "triton":
+        check_kernel_dtype(settings)
+        if not triton_available():
+            raise ConfigError("kernel=triton: triton is not importable here; allowed here: auto, compiled, eager")
+        if device.type != "cuda" and not interpreter_on():
+            raise ConfigError(f"kernel=triton runs on CUDA (device is {device}); on CPU only under Triton's "
+                              f"interpreter (TRITON_INTERPRET=1, for tests); use kernel=auto, compiled or eager")
+    return kernel
+
+
 def initial_state(
     settings: GrayScottSettings, seed: int, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,6 +341,24 @@ def initial_state(
     u += init.noise * torch.randn((n, n), generator=gen, dtype=torch.float64)
     v += init.noise * torch.randn((n, n), generator=gen, dtype=torch.float64)
     return u.to(dtype), v.to(dtype)
+
+
+def initial_states(settings: Sequence[GrayScottSettings], seeds: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """:func:`initial_state` of every row, ``(2, rows, N, N)`` on the CPU (u then v), drawn on a
+    thread per core: each row's seeded float64 noise is most of the cost of building a batch
+    (a few ms a row; a 4,096-row phase-map chunk spent seconds here) and torch draws it without
+    the GIL. The same values as drawing row by row."""
+    n = settings[0].grid_size
+    out = torch.empty((2, len(settings), n, n), dtype=dtype)
+
+    def draw(row: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return initial_state(settings[row], seeds[row], dtype)
+
+    # the threads only draw; the rows are written here (inference mode, if on, is per thread)
+    with ThreadPoolExecutor(min(os.cpu_count() or 1, len(settings))) as pool:
+        for row, (u, v) in enumerate(pool.map(draw, range(len(settings)))):
+            out[0, row], out[1, row] = u, v
+    return out
 
 
 class GrayScottSimulation:
@@ -343,19 +396,22 @@ class GrayScottSimulation:
         self.dtype = getattr(torch, first.dtype)
         if first.flush_denormal:
             torch.set_flush_denormal(True)
-        starts = [initial_state(s, seed, self.dtype) for s, seed in zip(settings, seeds, strict=True)]
         n = first.grid_size
         self._state = torch.empty((2, len(settings), n + 2, n + 2), dtype=self.dtype, device=self.device)
-        for field in (0, 1):
-            self._state[field, :, 1:-1, 1:-1].copy_(torch.stack([p[field] for p in starts]))
+        self._state[:, :, 1:-1, 1:-1].copy_(initial_states(settings, seeds, self.dtype))
         fill_halo(self._state)
         self._spare = torch.empty_like(self._state)
-        del starts
         shape = (len(settings), 1, 1)
         self.feed = torch.tensor([s.feed for s in settings], dtype=self.dtype, device=self.device).view(shape)
         self.kill = torch.tensor([s.kill for s in settings], dtype=self.dtype, device=self.device).view(shape)
         self.constants = (first.diffusion_u, first.diffusion_v, first.dt, first.dx)
-        self._step = compiled_step() if first.compile else _EagerStep(self.u, self.feed, self.kill)
+        self.kernel = step_kernel(first, self.device)
+        self._triton: TritonStep | None = None
+        if self.kernel == "triton":
+            self._triton = TritonStep(len(settings), self.device, min(STAGED_STEPS, first.steps))
+            self._step = None
+        else:
+            self._step = compiled_step() if self.kernel == "compiled" else _EagerStep(self.u, self.feed, self.kill)
         self.diverged_at = np.full(len(settings), -1, dtype=np.int64)
         self._frozen: list[int] = []
         self.steps_run = 0
@@ -374,8 +430,22 @@ class GrayScottSimulation:
     def batch(self) -> int:
         return self._state.shape[1]
 
-    def advance(self, meter: BalanceMeter | None = None, step: int = 0) -> None:
-        """One step; when ``meter`` is given, the step's term norms are recorded into it."""
+    def advance(self, meter: BalanceMeter | None = None, step: int = 0, check: bool = False) -> None:
+        """One step; when ``meter`` is given, the step's term norms are recorded into it (by the
+        Triton kernel: staged on the device, in the meter after :meth:`flush`). ``check``: the
+        Triton kernel also sums this step's change and new state (:meth:`check_sums`)."""
+        if self._triton is not None:
+            try:
+                self._triton(self._state, self._spare, self.feed, self.kill, self.constants, meter is not None,
+                             step, check, meter)
+            except Exception as exc:  # noqa: BLE001 - Triton's compile errors have no common type
+                if self.device.type != "cuda":
+                    raise
+                self._fall_back_from_triton(meter, exc)
+                return self.advance(meter, step)
+            self._spare, self._state = self._state, self._spare
+            self.steps_run += 1
+            return None
         nxt = self._spare
         u_next, v_next = nxt[0, :, 1:-1, 1:-1], nxt[1, :, 1:-1, 1:-1]
         args = (self._state, u_next, v_next, self.feed, self.kill, *self.constants, meter is not None)
@@ -396,6 +466,25 @@ class GrayScottSimulation:
         if meter is not None:
             meter.record(step, norms)
         self.steps_run += 1
+        return None
+
+    def _fall_back_from_triton(self, meter: BalanceMeter | None, exc: BaseException) -> None:
+        """The Triton kernel failed to build or launch: hand over to the compiled step (its
+        staged norms flushed, the halo the kernel never wrote filled, the frozen rows kept)."""
+        if meter is not None:
+            self._triton.flush(meter)
+        self._triton = None
+        self.kernel = "compiled"
+        self._step = compiled_step()
+        fill_halo(self._state)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        warnings.warn(f"Gray-Scott: the Triton kernel failed ({type(exc).__name__}: {first}); running the "
+                      f"compiled step (same equations, slower)", RuntimeWarning, stacklevel=3)
+
+    def flush(self, meter: BalanceMeter) -> None:
+        """Hand the Triton kernel's staged norms to ``meter`` (the other steps record at once)."""
+        if self._triton is not None:
+            self._triton.flush(meter)
 
     @torch.inference_mode()
     def run(self, meter: BalanceMeter, progress=None) -> int:
@@ -405,31 +494,45 @@ class GrayScottSimulation:
         for n in range(s.steps):
             recorded = n % s.record_every == 0 or n == s.steps - 1
             check = (n + 1) % stop.check_every == 0 or n == s.steps - 1
-            self.advance(meter if recorded else None, n)
+            self.advance(meter if recorded else None, n, check)
             if progress is not None:
                 progress.update(1)
             if check:
-                self._freeze_diverged(n, meter)
+                self.flush(meter)
+                change, totals = self._check_sums()
+                self._freeze_diverged(n, meter, totals)
                 if stop.tolerance > 0 and n + 1 >= stop.min_steps:
-                    # the previous v is in the spare buffer, which the next step overwrites anyway
-                    change = self._spare[1, :, 1:-1, 1:-1].sub_(self.v).abs_().mean(dim=(-2, -1))
-                    meter.stop_samples(torch.nonzero(change < stop.tolerance).flatten().cpu().numpy())
+                    meter.stop_samples(torch.nonzero(change() < stop.tolerance).flatten().cpu().numpy())
                 if meter.stopped().all():
                     break
+        self.flush(meter)
         return self.steps_run
 
-    def _freeze_diverged(self, step: int, meter: BalanceMeter) -> None:
+    def _check_sums(self):
+        """(a callable giving each row's mean |v_{n+1} - v_n|, each row's sum of u + v) of the
+        step just run: from the Triton kernel's check sums, else computed from the state."""
+        if self._triton is not None:
+            change, totals = self._triton.check_sums(self.settings.grid_size ** 2)
+            return (lambda: change), totals
+        # the previous v is in the spare buffer, which the next step overwrites anyway
+        return (lambda: self._spare[1, :, 1:-1, 1:-1].sub_(self.v).abs_().mean(dim=(-2, -1))), None
+
+    def _freeze_diverged(self, step: int, meter: BalanceMeter, totals: torch.Tensor | None = None) -> None:
         """Freeze the rows whose state is no longer finite and stop their series.
 
         A row's sum is NaN/Inf iff one of its entries is, or when entries pass ~1e38 / N^2
-        in float32: diverged either way. Two small reductions, no grid-sized temporary.
+        in float32: diverged either way. Two small reductions, no grid-sized temporary
+        (``totals``, each row's sum of u + v, when the Triton kernel summed them in its pass).
         """
-        totals = self.u.sum(dim=(-2, -1)) + self.v.sum(dim=(-2, -1))
+        if totals is None:
+            totals = self.u.sum(dim=(-2, -1)) + self.v.sum(dim=(-2, -1))
         bad = torch.nonzero(~torch.isfinite(totals)).flatten().cpu().tolist()
         new = [row for row in bad if self.diverged_at[row] < 0]
         if new:
             self.diverged_at[new] = step + 1
             self._frozen.extend(new)
+            if self._triton is not None:
+                self._triton.freeze(new)
             meter.stop_samples(new)
 
     def divergence(self, row: int) -> SimulationDiverged | None:
@@ -472,6 +575,7 @@ class GrayScott(System):
                 f"record_every={settings.record_every} with steps={settings.steps} records {recorded} steps; "
                 f"R and R_t need at least {MIN_RECORDED_STEPS}: lower record_every or raise steps"
             )
+        check_kernel_dtype(settings)
         if settings.initial.square_size > settings.grid_size:
             raise ConfigError(
                 f"initial.square_size={settings.initial.square_size} exceeds grid_size={settings.grid_size}"

@@ -70,7 +70,7 @@ def test_feed_option_overrides_the_case(experiment, mlflow_client, runs_of):
         (["run", "rd", "--steps", "-5"], "bad value -5 for 'steps': Input should be greater than 0"),
         (["run", "rd", "--feed", "abc"], "bad value 'abc' for 'feed': Input should be a valid number"),
         (["run", "rd", "--dt", "3"], "unstable dt=3.0"),
-        (["run", "rd", "--set", "stepz=4"], "unknown key 'stepz'; allowed keys: compile,"),
+        (["run", "rd", "--set", "stepz=4"], "unknown key 'stepz'; allowed keys: controls,"),
         (["run", "rd", "--config", "/nonexistent/rd.yaml"], "cannot read config file /nonexistent/rd.yaml"),
         (["run", "rd", "--profile", "huge"], "unknown profile 'huge' for system 'rd'; allowed: paper"),
         (["run", "rd", "--device", "tpu"], "unknown device 'tpu'"),

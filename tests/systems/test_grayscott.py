@@ -176,7 +176,7 @@ def test_record_every_subsamples_but_keeps_the_last_step():
 def test_compiled_step_matches_eager():
     s = smoke()
     eager = GrayScottSimulation([s], [0])
-    fused = GrayScottSimulation([s.model_copy(update={"compile": True})], [0])
+    fused = GrayScottSimulation([s.model_copy(update={"kernel": "compiled"})], [0])
     m1, m2 = BalanceMeter(1, TERMS), BalanceMeter(1, TERMS)
     eager.run(m1)
     fused.run(m2)
@@ -218,6 +218,17 @@ def test_bench_rd_prints_the_ratios():
     assert result.exit_code == 0, result.output
     assert "ratio fused-with-metrics / numpy:" in result.output
     assert "recording metrics every step costs" in result.output
+    assert "bandwidth bound:" in result.output and "% of the bound" in result.output
+    assert "triton" not in result.output  # on CPU the Triton kernel would run in the interpreter: not shown
+
+
+def test_kernel_rates_time_the_run_of_each_kernel_against_the_bound():
+    from rdbench.bench.rd import kernel_rates
+
+    lines = []
+    rates = kernel_rates(16, 20, 2, ["eager"], "cpu", rounds=1, echo=lines.append)
+    assert set(rates) == {"eager"} and rates["eager"] > 0
+    assert "kernel eager" in lines[1] and "% of the bound" in lines[1] and lines[-1].startswith("peak RSS")
 
 
 def test_bench_rd_memory_prints_rss_at_both_marks_and_the_growth():
@@ -244,7 +255,7 @@ def test_without_a_working_compiler_the_fused_step_falls_back_to_eager(monkeypat
     monkeypatch.setattr(gs, "_compiled", None)
     torch._dynamo.reset()
     s = smoke()
-    fused = GrayScottSimulation([s.model_copy(update={"compile": True})], [0])
+    fused = GrayScottSimulation([s.model_copy(update={"kernel": "compiled"})], [0])
     # inductor's own patch (monkeypatch would delete the setting on undo, breaking every later compile)
     with torch._inductor.config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-g++"))}), \
             pytest.warns(RuntimeWarning, match="torch.compile failed .*running the eager step"):
@@ -255,3 +266,17 @@ def test_without_a_working_compiler_the_fused_step_falls_back_to_eager(monkeypat
     torch._dynamo.reset()
     monkeypatch.setattr(gs, "_compiled", None)  # the next compile starts clean
     assert torch._inductor.config.cpp.cxx[1] != str(tmp_path / "no-such-g++")
+
+
+def test_a_batch_draws_each_row_as_alone():
+    """The rows' starts are drawn on several threads: the same values as one by one, in order."""
+    from rdbench.systems.grayscott import initial_state, initial_states
+
+    settings = [smoke(), smoke("stripe"), smoke(**{"initial.square_size": 0}), smoke()]
+    seeds = [5, 6, 7, 8]
+    batch = initial_states(settings, seeds, torch.float32)
+    with torch.inference_mode():  # as a phase-map chunk builds its batch
+        assert torch.equal(initial_states(settings, seeds, torch.float32), batch)
+    for row, (s, seed) in enumerate(zip(settings, seeds, strict=True)):
+        u, v = initial_state(s, seed, torch.float32)
+        assert torch.equal(batch[0, row], u) and torch.equal(batch[1, row], v)
