@@ -39,3 +39,21 @@ TAG_RUN_NAME = "mlflow.runName"
 TAG_USER = "mlflow.user"
 TAG_SOURCE_NAME = "mlflow.source.name"
 TAG_SOURCE_TYPE = "mlflow.source.type"
+
+# How a run was made (on every run; rdbench.tracking.environment): the versions of the stack, the
+# device, whether the checkout was dirty (its diff is then the artifact GIT_DIFF_ARTIFACT).
+TAG_PYTHON = "rdbench.env.python"
+TAG_TORCH = "rdbench.env.torch"
+TAG_MLFLOW = "rdbench.env.mlflow"
+TAG_NUMPY = "rdbench.env.numpy"
+TAG_CUDA = "rdbench.env.cuda"  # the CUDA torch was built with ("none": a CPU build)
+TAG_CUDNN = "rdbench.env.cudnn"  # cuDNN's version as torch reports it ("none" without cuDNN)
+TAG_DEVICE = "rdbench.env.device"  # the device the run used: cpu, cuda:0
+TAG_DEVICE_NAME = "rdbench.env.device_name"  # the GPU's name, or the CPU's model
+TAG_GIT_DIRTY = "rdbench.git.dirty"  # "true" / "false"; absent outside a checkout
+GIT_DIFF_ARTIFACT = "provenance/git_diff.patch"
+
+# A DDPM run that continued from a checkpoint instead of training from scratch: where the weights came from.
+TAG_CHECKPOINT = "rdbench.checkpoint.path"  # the checkpoint file it continued from
+TAG_CHECKPOINT_STEP = "rdbench.checkpoint.step"  # the step that file was at
+TAG_CHECKPOINT_RUN = "rdbench.checkpoint.run_id"  # the run that wrote it (its artifact checkpoints/latest.pt)
