@@ -230,14 +230,14 @@ def run(system: str, case: str | None = None, seed: int = 0, profile: str = "pap
 
     ``case`` is the case or dataset (default: the system's), ``profile`` one of the system
     file's profiles (``paper``, ``quick``, ``smoke``), and ``settings`` any setting of
-    ``conf/systems/<system>.yaml`` (nested ones as a dict, or through ``**{"early_stop.tolerance": 0}``).
+    ``conf/systems/<system>.yaml`` (nested ones by their dotted name: ``**{"early_stop.tolerance": 0}``).
     ``fresh=True`` trains from scratch instead of continuing from the config's checkpoint
     (DDPM); ``model`` measures a logged or public model instead of training one.
     Raises :class:`RunFailed` if the cell fails (its run is FAILED in the store).
     """
     cells = plan_run(system, [case] if case else None, [seed], profile, settings, config, model)
     ctx = run_context(device, data_dir, resume, fresh, progress)
-    use_store(tracking_uri)
+    open_tracking(tracking_uri)  # runs a killed process left RUNNING are closed first
     (report,) = run_cells(cells, ctx, experiment)
     if report.run_id is None:
         raise RuntimeError(f"{report.cell.run_name}: {report.status}: {report.error}")
@@ -336,7 +336,7 @@ def grid(path_or_dict: str | Path | Mapping[str, Any], executor: str = "in-proce
          settings: Mapping[str, Any] | None = None, force: bool = False, fresh: bool = False, device: str = "auto",
          experiment: str | None = None, tracking_uri: str | None = None, data_dir: str | Path | None = None,
          resume: bool = True, address: str | None = None, workers: int | None = None, name: str | None = None,
-         progress: Callable | None = None) -> Study:
+         progress: Callable | None = None, on_report: Callable[[Any], None] | None = None) -> Study:
     """Run a grid as ``rdbench grid`` does (its cells under one parent run, then its phase maps); return the study.
 
     ``path_or_dict`` is a grid file's path, a shipped grid's name (``smoke``, ``quick``,
@@ -346,13 +346,15 @@ def grid(path_or_dict: str | Path | Mapping[str, Any], executor: str = "in-proce
     every cell. A cell whose identical config already FINISHED is reused unless ``force``;
     ``fresh`` trains from scratch (and so implies ``force``). ``executor="ray"`` runs each
     batch as a Ray task (``address``: a running cluster; ``workers``: CPUs of a local one).
+    ``on_report`` is called with each cell's report as it ends (``.cell.run_name``, ``.status``,
+    ``.metrics``, ``.run_id``).
     """
     ctx = run_context(device, data_dir, resume, fresh, progress)
     with _grid_file(path_or_dict, name) as grid_file:
         planned = plan_study(grid_file, only, settings, ctx)
-        client = use_store(tracking_uri)
+        client, _ = open_tracking(tracking_uri)
         with executor_for(executor, address, workers, client.tracking_uri) as runner:
-            result = run_study(planned, runner, experiment, force=force or fresh)
+            result = run_study(planned, runner, experiment, force=force or fresh, on_report=on_report)
     for phase_plan, rows, budget in planned.maps:
         run_map(phase_plan, rows, budget, ctx.device, result.experiment, resume, parent_run_id=result.parent_run_id)
     return Study(result.parent_run_id, planned.grid.name, result.experiment,
@@ -435,7 +437,7 @@ def phase(system: str, feed: str, kill: str, seeds: Sequence[int] = (0,), profil
     plan = plan_map(system, feed, kill, seeds, profile, settings)
     ctx = run_context(device)
     rows, budget = size_chunks(plan, ctx.device, max_memory)
-    use_store(tracking_uri)
+    open_tracking(tracking_uri)
     result = run_map(plan, rows, budget, ctx.device, experiment, resume)
     points = result.table.drop(columns=["chunk_wall_s", "chunk_cell_updates"], errors="ignore")
     if result.status == "SKIPPED" or points.empty:

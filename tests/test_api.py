@@ -130,3 +130,15 @@ def test_a_fresh_run_says_how_it_was_made(checkout, experiment, monkeypatch, mlf
     clean = rdbench.run("rd", case="spot", profile="smoke", steps=20, seed=1, device="cpu", experiment=experiment)
     assert clean.tags["rdbench.git.dirty"] == "false"
     assert not mlflow_client.list_artifacts(clean.run_id, "provenance")
+
+
+def test_a_failing_cell_raises_run_failed_with_the_failed_run_read_back(experiment, mlflow_client, runs_of):
+    from rdbench.api import RunFailed
+
+    with pytest.raises(RunFailed, match="SimulationDiverged") as caught:
+        rdbench.run("rd", profile="smoke", feed=1e6, device="cpu", experiment=experiment)
+    failed = caught.value.result
+    (run,) = runs_of(mlflow_client, experiment)
+    assert failed.run_id == run.info.run_id and failed.status == run.info.status == "FAILED"
+    assert failed.error.startswith("SimulationDiverged") and failed.R != failed.R  # nan: nothing measured
+    assert len(failed.R_t) == 0
