@@ -9,6 +9,10 @@ On every cell run (the report and the MLflow UI group by them):
 * ``rdbench.error``: the one-line error of a FAILED or KILLED run
 * ``mlflow.source.git.commit``: the commit of the rdbench checkout, when known
 
+On every run: how it was made (``rdbench.env.*``: Python, torch, MLflow, numpy, CUDA,
+cuDNN, the device and its name; ``rdbench.git.dirty``), and on a DDPM run that continued
+from a checkpoint, ``rdbench.checkpoint.*`` (its file, step and the run that wrote it).
+
 On a grid's parent: ``rdbench.grid`` (the grid's name) and ``rdbench.grid_file``.
 On a grid's parent and on every run nested under it (its cells, the cells it reuses,
 its phase maps): ``rdbench.study``, the parent's run id, so that one search lists a
