@@ -7,19 +7,16 @@ within a fraction of a second.
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
 from rdbench.config import ConfigError, parse_assignment
 
-DEFAULT_EXPERIMENT = "rdbench"
 DEFAULT_OUT = "outputs/report"
 
 
@@ -62,7 +59,9 @@ def store_errors() -> tuple[type[BaseException], ...]:
 
 def experiment_name(option: str | None) -> str:
     """``--experiment``, else ``$MLFLOW_EXPERIMENT_NAME``, else ``rdbench``."""
-    return option or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    from rdbench.api import experiment_name as resolve
+
+    return resolve(option)
 
 
 def parse_extra_options(args: Sequence[str]) -> dict[str, Any]:
@@ -113,12 +112,13 @@ def parse_sets(values: Sequence[str]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def progress_bar(total: int, label: str = "") -> Iterator[Any]:
-    """A click progress bar on a terminal; nothing elsewhere (logs stay quiet)."""
+    """A click progress bar on a terminal; elsewhere (a log file) a timestamped line with the step, the
+    rate and the ETA every $RDBENCH_PROGRESS_S seconds (:mod:`rdbench.progress`)."""
     if not sys.stderr.isatty():
-        from rdbench.systems.base import no_progress  # imports torch: only when a run starts
+        from rdbench.progress import log_progress
 
-        with no_progress(total, label) as silent:
-            yield silent
+        with log_progress(total, label) as lines:
+            yield lines
         return
     with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar
@@ -130,12 +130,11 @@ def open_tracking():
     Runs left RUNNING by a process that was killed (SIGKILL, the OOM killer) are
     marked KILLED here, by whichever rdbench command opens the store next.
     """
-    from rdbench.tracking.liveness import close_orphans
-    from rdbench.tracking.store import StoreError, open_store
+    from rdbench.api import open_tracking as open_store
+    from rdbench.tracking.store import StoreError
 
     with one_line_errors(StoreError):
-        client = open_store()
-        closed = close_orphans(client)
+        client, closed = open_store()
     if closed:
         click.echo(f"marked KILLED {len(closed)} run(s) whose process had ended: {', '.join(closed)}", err=True)
     return client
@@ -148,13 +147,13 @@ resume_option = click.option(
 )
 
 
-def run_context(device: str, data_dir: str | None, resume: bool = True):
-    """The :class:`~rdbench.systems.base.RunContext` of a command (a bad device is a one-line error)."""
-    from rdbench.systems.base import RunContext, resolve_device
+def run_context(device: str, data_dir: str | None, resume: bool = True, fresh: bool = False):
+    """The :class:`~rdbench.systems.base.RunContext` of a command (a bad device, or a bad
+    $RDBENCH_PROGRESS_S, is a one-line error); on a terminal, click's progress bar."""
+    from rdbench.api import run_context as context
 
     with one_line_errors(ValueError):
-        dev = resolve_device(device)
-    return RunContext(device=dev, progress=progress_bar, data_dir=Path(data_dir) if data_dir else None, resume=resume)
+        return context(device, data_dir, resume, fresh, progress=progress_bar)
 
 
 def options(*decorators: Callable) -> Callable:
@@ -169,6 +168,10 @@ def options(*decorators: Callable) -> Callable:
 
 
 device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+fresh_option = click.option(
+    "--fresh", is_flag=True,
+    help="Train from scratch: delete the checkpoint of the same configuration instead of continuing from it (ddpm).",
+)
 experiment_option = click.option(
     "--experiment", default=None, help="MLflow experiment. Default: $MLFLOW_EXPERIMENT_NAME or 'rdbench'."
 )

@@ -25,26 +25,34 @@ def cell_line(report: Any, width: int = 40) -> str:
 
 
 class Announcer:
-    """A grid's running display: one line per cell with a progress bar and a running tally."""
+    """A grid's running display: one line per cell with a progress bar, a running tally and the ETA of
+    the whole grid (the mean time of the cells run so far times the cells left; reused cells cost none)."""
 
-    def __init__(self, total: int, echo: Callable[[str], None] = click.echo):
+    def __init__(self, total: int, echo: Callable[[str], None] = click.echo,
+                 clock: Callable[[], float] = time.perf_counter):
         self.total = total
         self.echo = echo
+        self.clock = clock
         self.done = 0
         self.tally: dict[str, int] = {"FINISHED": 0, "SKIPPED": 0, "FAILED": 0}
-        self.start = time.perf_counter()
+        self.start = clock()
 
     def __call__(self, report: Any) -> None:
+        from rdbench.progress import duration, eta_s
+
         self.done += 1
         self.tally[report.status] = self.tally.get(report.status, 0) + 1
         width = 12
         filled = round(width * self.done / max(self.total, 1))
         bar = "#" * filled + "." * (width - filled)
-        elapsed = time.perf_counter() - self.start
+        elapsed = self.clock() - self.start
+        ran = self.done - self.tally["SKIPPED"]
+        left = self.total - self.done
+        eta = "done" if not left else f"ETA {duration(eta_s(elapsed, ran, ran + left))} for {left} cell(s)"
         self.echo(f"[{self.done:>{len(str(self.total))}}/{self.total} {bar}] {cell_line(report, 34)}")
         self.echo(
             f"    so far: {self.tally['FINISHED']} finished, {self.tally['SKIPPED']} skipped, "
-            f"{self.tally['FAILED']} failed; {elapsed:.0f} s"
+            f"{self.tally['FAILED']} failed; {elapsed:.0f} s; {eta}"
         )
 
 
@@ -62,15 +70,15 @@ def print_report(
     published_path: str | Path | None = None,
 ) -> None:
     """Table 1 and/or the figures of the chosen cell runs: printed, written to ``out_dir``, logged."""
-    from rdbench.report.publish import build_report, write_report
-    from rdbench.report.selection import select_runs
+    import rdbench.api as api
+    from rdbench.report.publish import write_report
     from rdbench.report.table import to_markdown
 
     if parent_run_id and all_cells:
         raise CliError("--parent and --all-cells exclude each other")
     client = open_tracking()
-    with one_line_errors():
-        report = build_report(select_runs(client, experiment, parent_run_id, all_cells), published_path)
+    with one_line_errors():  # what rdbench.table() returns is this report's table
+        report = api.build_report(parent_run_id, experiment=experiment, all_cells=all_cells, published=published_path)
     if table:
         click.echo(f"\nTable 1 from {report.selection.description}, experiment {report.selection.experiment!r}:")
         click.echo(to_markdown(report.table))

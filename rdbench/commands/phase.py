@@ -59,25 +59,27 @@ def phase(system, feed, kill, seeds, profile, sets, max_memory, device, experime
     """Map R, R_final and the pattern over the (F, k) plane of SYSTEM (rd) in one MLflow run.
 
     Points run as rows of batched simulations, in chunks sized to the memory budget; each
-    chunk is saved to the run as it ends, so a killed map resumes where it stopped.
+    chunk is saved to the run as it ends, so a killed map resumes where it stopped. The
+    same as rdbench.phase() from Python (docs/api.md).
     """
     overrides = parse_sets(sets)
     if system not in available_systems():  # before the heavy imports
         raise CliError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
-    from rdbench.phase.plan import plan_map, size_chunks
+    import rdbench.api as api
 
     with one_line_errors():
-        plan = plan_map(system, feed, kill, seeds or (0,), profile, overrides)
+        plan = api.plan_map(system, feed, kill, seeds or (0,), profile, overrides)
     ctx = run_context(device, None)
     with one_line_errors():
-        rows, budget = size_chunks(plan, ctx.device, max_memory)
+        rows, budget = api.size_chunks(plan, ctx.device, max_memory)
     run_map(plan, rows, budget, ctx.device, experiment, resume, out_dir)
 
 
 def run_map(plan, rows: int, budget: int, device, experiment: str | None, resume: bool, out_dir: str | None,
             parent_run_id: str | None = None) -> None:
     """Run one planned map, printing a line per chunk and its cost (also what `rdbench grid` calls)."""
-    from rdbench.phase.mapping import SKIPPED, run_phase_map
+    import rdbench.api as api
+    from rdbench.phase.mapping import SKIPPED
 
     client = open_tracking()
     experiment = experiment_name(experiment)
@@ -90,8 +92,8 @@ def run_map(plan, rows: int, budget: int, device, experiment: str | None, resume
                    f"({rate:.3g} cell-updates/s)")
 
     with one_line_errors(*store_errors()):
-        result = run_phase_map(plan, experiment, device, rows, budget_bytes=budget, resume=resume,
-                               parent_run_id=parent_run_id, on_chunk=on_chunk)
+        result = api.run_map(plan, rows, budget, device, experiment, resume, parent_run_id=parent_run_id,
+                             on_chunk=on_chunk)
     if result.status == SKIPPED:
         click.echo(f"{plan.name}: already finished in run {result.run_id} (--no-resume runs it again)")
     else:

@@ -8,8 +8,8 @@ from rdbench.commands.options import (
     CliError,
     data_dir_option,
     device_option,
-    experiment_name,
     experiment_option,
+    fresh_option,
     one_line_errors,
     open_tracking,
     options,
@@ -54,43 +54,29 @@ from rdbench.config import available_systems
     experiment_option,
     data_dir_option,
     resume_option,
+    fresh_option,
 )
 @click.pass_context
 def run(ctx: click.Context, system: str, cases, seeds, profile, sets, settings, model, config_path, device, experiment,
-        data_dir, resume) -> None:
+        data_dir, resume, fresh) -> None:
     """Run SYSTEM (one of the files in conf/systems/: rd, lstm, ddpm...) and track it in MLflow.
 
     One MLflow run per case x seed. Under `mlflow run`, a single cell logs into the run
-    that `mlflow run` created; several cells become its children.
+    that `mlflow run` created; several cells become its children. The same as
+    rdbench.run() from Python (docs/api.md).
     """
     overrides = {**parse_extra_options(ctx.args), **parse_settings(settings), **parse_sets(sets)}
     if system not in available_systems() and config_path is None:  # before the heavy imports
         raise CliError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
-    from rdbench.study.cells import plan_cells, plugin
-    from rdbench.study.runner import check_memory, failure_summary, run_cells
-    from rdbench.tracking.projects import point_to, project_run
+    import rdbench.api as api
+    from rdbench.study.runner import failure_summary
 
     with one_line_errors():
-        if model is not None:
-            if "pretrained" not in plugin(system, config_path).system.Settings.model_fields:
-                raise CliError(f"--model: system {system!r} measures only models it trains itself (no pretrained setting)")
-            overrides["pretrained"] = model
-        cells = plan_cells(system, cases or None, seeds or (0,), profile, overrides, config_path)
-    run_ctx = run_context(device, data_dir, resume)
-    with one_line_errors():
-        check_memory(cells, run_ctx.device)
-    client = open_tracking()
-    project = project_run(client, experiment, experiment_name(experiment))  # under `mlflow run`
-    experiment = project.experiment if project else experiment_name(experiment)
-    adopt = project.run_id if project and project.adopt and len(cells) == 1 else None
-    parent = project.run_id if project and project.adopt and len(cells) > 1 else None
-    if project and not project.adopt:  # MLflow's run in `Default` points to the runs rdbench makes
-        point_to(client, project, [("(starting)", cell.run_name) for cell in cells])
+        cells = api.plan_run(system, cases, seeds or (0,), profile, overrides, config_path, model)
+    run_ctx = run_context(device, data_dir, resume, fresh)
+    open_tracking()
     with one_line_errors(*store_errors()):
-        reports = run_cells(cells, experiment, run_ctx, parent_run_id=parent, adopt_run_id=adopt,
-                            on_report=lambda r: click.echo(cell_line(r)))
-    if project:
-        point_to(client, project, [(r.run_id, r.cell.run_name) for r in reports if r.run_id])
+        reports = api.run_cells(cells, run_ctx, experiment, on_report=lambda r: click.echo(cell_line(r)))
     failed = failure_summary(reports)
     if failed:
         raise CliError(failed)

@@ -27,6 +27,7 @@ from rdbench.phase.labels import LABELS
 from rdbench.phase.plan import PhasePlan, chunks
 from rdbench.phase.record import load_chunks, log_frame, save_chunk
 from rdbench.phase.simulate import ChunkResult, run_chunk
+from rdbench.tracking.environment import device_tags
 from rdbench.tracking.liveness import owner_alive
 from rdbench.tracking.runs import TrackedRun
 from rdbench.tracking.store import client as tracking_client
@@ -64,11 +65,12 @@ class PhaseResult:
 
 
 def _open_run(client, plan: PhasePlan, experiment: str, resume: bool,
-              parent_run_id: str | None) -> tuple[TrackedRun | None, str | None]:
+              parent_run_id: str | None, device) -> tuple[TrackedRun | None, str | None]:
     """(the run to write to, or None when a FINISHED map is reused; the reused run's id)."""
     exp_id = experiment_id(client, experiment)
     tags = {TAG_KIND: KIND_PHASE, TAG_SYSTEM: plan.system, TAG_PROFILE: plan.profile,
-            TAG_PHASE_HASH: plan.config_hash, **({TAG_PARENT: parent_run_id} if parent_run_id else {})}
+            TAG_PHASE_HASH: plan.config_hash, **({TAG_PARENT: parent_run_id} if parent_run_id else {}),
+            **device_tags(device)}
     if resume:
         runs = search_runs(client, [exp_id], f"tags.`{TAG_PHASE_HASH}` = '{plan.config_hash}'",
                            order_by=("attributes.start_time DESC",))
@@ -103,7 +105,7 @@ def run_phase_map(
     chunks, as a kill would. ``on_chunk(chunk, done, total)`` is called as chunks end.
     """
     client = tracking_client()
-    run, reused = _open_run(client, plan, experiment, resume, parent_run_id)
+    run, reused = _open_run(client, plan, experiment, resume, parent_run_id, device)
     if run is None:
         return PhaseResult(reused, SKIPPED)
     try:

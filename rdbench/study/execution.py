@@ -23,6 +23,7 @@ from rdbench.study.executor import Executor, InProcess
 from rdbench.study.grid import GridPlan
 from rdbench.study.runner import FAILED, FINISHED, SKIPPED, CellReport, failure_summary
 from rdbench.systems.base import RunContext
+from rdbench.tracking.environment import device_tags
 from rdbench.tracking.liveness import HEARTBEAT, owner_tags
 from rdbench.tracking.manifest import NOT_RUN, ManifestRow, write_manifest
 from rdbench.tracking.runs import TrackedRun, one_line
@@ -106,7 +107,7 @@ def run_grid(
     executor.check(plan.cells, ctx)  # before the parent run exists: bad input leaves nothing behind
     client = tracking_client()
     exp_id = experiment_id(client, experiment)
-    parent_tags = {TAG_KIND: KIND_GRID, TAG_GRID: plan.name, TAG_GRID_FILE: str(plan.path)}
+    parent_tags = {TAG_KIND: KIND_GRID, TAG_GRID: plan.name, TAG_GRID_FILE: str(plan.path), **device_tags(ctx.device)}
     if parent_run_id:  # named like a parent rdbench made (MLflow gave it a random name)
         parent = TrackedRun.adopt(client, parent_run_id, {**parent_tags, TAG_RUN_NAME: f"grid:{plan.name}"})
     else:

@@ -21,6 +21,7 @@ from mlflow.entities import RunStatus
 from rdbench.config import ConfigError
 from rdbench.study.cells import Cell, plugin
 from rdbench.systems.base import Job, Outcome, RunContext, System, available_memory
+from rdbench.tracking.environment import device_tags
 from rdbench.tracking.liveness import owner_alive
 from rdbench.tracking.runs import TrackedRun, one_line
 from rdbench.tracking.store import client as tracking_client
@@ -135,10 +136,11 @@ def run_cells(
         runs: list[TrackedRun] = []
         try:
             for _, cell in group:
+                tags = {**cell.tags(), **device_tags(ctx.device)}
                 if adopt_run_id:
-                    run = TrackedRun.adopt(client, adopt_run_id, {**cell.tags(), TAG_RUN_NAME: cell.run_name})
+                    run = TrackedRun.adopt(client, adopt_run_id, {**tags, TAG_RUN_NAME: cell.run_name})
                 else:
-                    run = TrackedRun.create(client, experiment, cell.run_name, cell.tags(), parent_run_id)
+                    run = TrackedRun.create(client, experiment, cell.run_name, tags, parent_run_id)
                 runs.append(run)
                 run.log_params(cell.params(str(ctx.device)))
             if claim:

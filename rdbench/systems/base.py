@@ -32,6 +32,8 @@ from rdbench.systems.records import DatasetRecord, ModelRecord
 class Recorder(Protocol):
     """Where a system sends what it wants kept beside its balance metrics."""
 
+    run_id: str  # the run's id in the tracking store (a checkpoint records which run wrote it)
+
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Scalar metrics, optionally at a step (e.g. a loss at a training step)."""
 
@@ -56,6 +58,9 @@ class Recorder(Protocol):
     def log_model(self, model: ModelRecord) -> None:
         """A trained network as the MLflow model ``model`` (reloadable with ``--model runs:/<id>/model``)."""
 
+    def note_checkpoint(self, path: str | Path, step: int | None, run_id: str | None) -> None:
+        """The run continued from the checkpoint at ``path`` (at ``step``, written by run ``run_id``)."""
+
 
 class Progress(Protocol):
     def update(self, n: int = 1) -> None: ...
@@ -78,12 +83,14 @@ def no_progress(total: int, label: str = "") -> Iterator[Progress]:
 @dataclass
 class RunContext:
     """What every job of a group shares: the device, the progress display, where data lives,
-    and whether a job continues from its config's checkpoint (the default) or refuses to go back."""
+    and whether a job continues from its config's checkpoint (``resume``, the default), refuses to
+    go back (``resume=False``) or trains from scratch, discarding it (``fresh``)."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: ProgressFactory = no_progress
     data_dir: Path | None = None
     resume: bool = True
+    fresh: bool = False
 
 
 @dataclass

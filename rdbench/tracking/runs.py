@@ -21,10 +21,15 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from rdbench.balance import BalanceResult
-from rdbench.provenance import command_line, git_commit, user
+from rdbench.provenance import command_line, git_commit, tree_state, user
+from rdbench.tracking.environment import git_tags, version_tags
 from rdbench.tracking.liveness import HEARTBEAT, owner_tags
 from rdbench.tracking.store import experiment_id, retrying
 from rdbench.tracking.tags import (
+    GIT_DIFF_ARTIFACT,
+    TAG_CHECKPOINT,
+    TAG_CHECKPOINT_RUN,
+    TAG_CHECKPOINT_STEP,
     TAG_ERROR,
     TAG_GIT,
     TAG_PARENT,
@@ -43,6 +48,11 @@ NORMALISED_STEPS = 1000  # R_t on normalised time is logged at steps 0..1000
 def source_tags() -> dict[str, str]:
     """Who made a run and with what: the MLflow UI's User and Source columns (``create_run`` sets neither)."""
     return {TAG_USER: user(), TAG_SOURCE_NAME: command_line(), TAG_SOURCE_TYPE: "LOCAL"}
+
+
+def made_with_tags() -> dict[str, str]:
+    """How every run was made: the stack's versions and whether the checkout was dirty."""
+    return {**version_tags(), **git_tags()}
 
 
 def one_line(exc: BaseException) -> str:
@@ -70,7 +80,7 @@ class TrackedRun:
         parent_run_id: str | None = None,
     ) -> TrackedRun:
         """A new RUNNING run (a child of ``parent_run_id`` when given)."""
-        all_tags = {TAG_RUN_NAME: run_name, **source_tags(), **owner_tags(), **(tags or {})}
+        all_tags = {TAG_RUN_NAME: run_name, **source_tags(), **made_with_tags(), **owner_tags(), **(tags or {})}
         commit = git_commit()
         if commit:
             all_tags.setdefault(TAG_GIT, commit)
@@ -81,7 +91,9 @@ class TrackedRun:
         exp_id = experiment_id(mlflow_client, experiment)
         run = retrying(lambda: mlflow_client.create_run(exp_id, run_name=run_name, tags=all_tags))
         HEARTBEAT.add(mlflow_client, run.info.run_id)
-        return cls(mlflow_client, run.info.run_id)
+        tracked = cls(mlflow_client, run.info.run_id)
+        tracked.log_tree_diff()
+        return tracked
 
     @classmethod
     def adopt(cls, mlflow_client: MlflowClient, run_id: str, tags: Mapping[str, str] | None = None) -> TrackedRun:
@@ -89,12 +101,21 @@ class TrackedRun:
         run = cls(mlflow_client, run_id)
         commit = git_commit()
         existing = mlflow_client.get_run(run_id).data.tags  # `mlflow run` set its own user and source
-        extra = {**{k: v for k, v in source_tags().items() if k not in existing}, **owner_tags(), **(tags or {})}
+        extra = {**{k: v for k, v in source_tags().items() if k not in existing}, **made_with_tags(),
+                 **owner_tags(), **(tags or {})}
         if commit:
             extra.setdefault(TAG_GIT, commit)
         run.set_tags(extra)
         HEARTBEAT.add(mlflow_client, run_id)
+        run.log_tree_diff()
         return run
+
+    def log_tree_diff(self) -> None:
+        """The checkout's ``git diff`` (bounded) as ``provenance/git_diff.patch`` when it is dirty."""
+        state = tree_state()
+        if state is not None and state.dirty:
+            with self._temp_file(GIT_DIFF_ARTIFACT) as path:
+                path.write_text(state.diff)
 
     # ------------------------------------------------------------------ Recorder
 
@@ -173,6 +194,13 @@ class TrackedRun:
         from rdbench.tracking.models import log_model
 
         log_model(self.client, self.run_id, model)
+
+    def note_checkpoint(self, path: str | Path, step: int | None, run_id: str | None) -> None:
+        """Tag where the weights this run continued from came from: the checkpoint file, its step and
+        the run that wrote it (whose artifact ``checkpoints/latest.pt`` holds the same state)."""
+        self.set_tags({TAG_CHECKPOINT: str(path),
+                       **({TAG_CHECKPOINT_STEP: step} if step is not None else {}),
+                       **({TAG_CHECKPOINT_RUN: run_id} if run_id else {})})
 
     def log_table(self, data: Any, artifact_file: str) -> None:
         """A table the MLflow UI renders (``mlflow.log_table``), e.g. a pandas DataFrame."""

@@ -9,6 +9,10 @@ On every cell run (the report and the MLflow UI group by them):
 * ``rdbench.error``: the one-line error of a FAILED or KILLED run
 * ``mlflow.source.git.commit``: the commit of the rdbench checkout, when known
 
+On every run: how it was made (``rdbench.env.*``: Python, torch, MLflow, numpy, CUDA,
+cuDNN, the device and its name; ``rdbench.git.dirty``), and on a DDPM run that continued
+from a checkpoint, ``rdbench.checkpoint.*`` (its file, step and the run that wrote it).
+
 On a grid's parent: ``rdbench.grid`` (the grid's name) and ``rdbench.grid_file``.
 On a grid's parent and on every run nested under it (its cells, the cells it reuses,
 its phase maps): ``rdbench.study``, the parent's run id, so that one search lists a
@@ -39,3 +43,21 @@ TAG_RUN_NAME = "mlflow.runName"
 TAG_USER = "mlflow.user"
 TAG_SOURCE_NAME = "mlflow.source.name"
 TAG_SOURCE_TYPE = "mlflow.source.type"
+
+# How a run was made (on every run; rdbench.tracking.environment): the versions of the stack, the
+# device, whether the checkout was dirty (its diff is then the artifact GIT_DIFF_ARTIFACT).
+TAG_PYTHON = "rdbench.env.python"
+TAG_TORCH = "rdbench.env.torch"
+TAG_MLFLOW = "rdbench.env.mlflow"
+TAG_NUMPY = "rdbench.env.numpy"
+TAG_CUDA = "rdbench.env.cuda"  # the CUDA torch was built with ("none": a CPU build)
+TAG_CUDNN = "rdbench.env.cudnn"  # cuDNN's version as torch reports it ("none" without cuDNN)
+TAG_DEVICE = "rdbench.env.device"  # the device the run used: cpu, cuda:0
+TAG_DEVICE_NAME = "rdbench.env.device_name"  # the GPU's name, or the CPU's model
+TAG_GIT_DIRTY = "rdbench.git.dirty"  # "true" / "false"; absent outside a checkout
+GIT_DIFF_ARTIFACT = "provenance/git_diff.patch"
+
+# A DDPM run that continued from a checkpoint instead of training from scratch: where the weights came from.
+TAG_CHECKPOINT = "rdbench.checkpoint.path"  # the checkpoint file it continued from
+TAG_CHECKPOINT_STEP = "rdbench.checkpoint.step"  # the step that file was at
+TAG_CHECKPOINT_RUN = "rdbench.checkpoint.run_id"  # the run that wrote it (its artifact checkpoints/latest.pt)

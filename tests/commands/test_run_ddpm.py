@@ -187,3 +187,41 @@ def test_a_logged_ddpm_reloads_and_remeasures_the_same_r(experiment, mlflow_clie
     assert bad.exit_code == 2, bad.output
     assert "it was trained with schedule.timesteps=50 but these settings have schedule.timesteps=40" in bad.output
     assert len(runs_of(mlflow_client, experiment)) == 2
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_reused_checkpoint_is_announced_and_tagged_and_fresh_trains_again(experiment, mlflow_client, tmp_path,
+                                                                             runs_of, caplog):
+    import logging
+
+    import rdbench
+
+    settings = {"train_steps": 10, "probe_every": 0}
+    first = rdbench.run("ddpm", case="digits", profile="smoke", device="cpu", data_dir=tmp_path,
+                        experiment=experiment, **settings)
+    assert first.metrics["resumed_from_step"] == 0 and first.metrics["checkpoints_written"] == 1
+    assert not any(k.startswith("rdbench.checkpoint.") for k in first.tags)
+    # the checkpoint lives in the tracking store too, as the artifact of the run that wrote it
+    stored = torch.load(mlflow_client.download_artifacts(first.run_id, "checkpoints/latest.pt"), weights_only=True)
+    assert stored["step"] == 10
+
+    with caplog.at_level(logging.WARNING, logger="rdbench.systems.ddpm.system"):
+        second = rdbench.run("ddpm", case="digits", profile="smoke", device="cpu", data_dir=tmp_path,
+                             experiment=experiment, **settings)
+    (line,) = [r.getMessage() for r in caplog.records if "checkpoint" in r.getMessage()]
+    assert "reusing checkpoint" in line and f"written by run {first.run_id}" in line and "--fresh" in line
+    path = second.tags["rdbench.checkpoint.path"]
+    assert path.endswith("latest.pt") and Path(path).parent.parent == tmp_path / "checkpoints"
+    assert second.tags["rdbench.checkpoint.run_id"] == first.run_id and second.tags["rdbench.checkpoint.step"] == "10"
+    assert second.metrics["resumed_from_step"] == 10 and second.metrics["checkpoints_written"] == 0
+    assert second.R == first.R  # the same EMA weights measured with the same noise
+
+    result = invoke("run", "ddpm", "--dataset", "digits", "--profile", "smoke", "--device", "cpu", "--data-dir",
+                    str(tmp_path), "--experiment", experiment, "--train-steps", "10", "--probe-every", "0", "--fresh")
+    assert result.exit_code == 0, result.output
+    (third,) = [r for r in runs_of(mlflow_client, experiment) if r.info.run_id not in (first.run_id, second.run_id)]
+    assert not any(k.startswith("rdbench.checkpoint.") for k in third.data.tags)
+    assert third.data.metrics["resumed_from_step"] == 0 and third.data.metrics["checkpoints_written"] == 1
+    assert third.data.metrics["R"] == first.R  # training is deterministic: from scratch gives the same weights
+    step_file = json.loads((Path(path).with_name("latest.json")).read_text())
+    assert step_file == {"step": 10, "run_id": third.info.run_id}  # the checkpoint now comes from the third run

@@ -16,8 +16,10 @@ from rdbench.systems.ddpm.schedule import NoiseSchedule
 from rdbench.systems.ddpm.system import DDPM, _train_config, build_model, build_schedule
 from rdbench.systems.ddpm.train import (
     CheckpointError,
+    CheckpointOrigin,
     Trainer,
     batch_indices,
+    checkpoint_origin,
     checkpoint_step,
     exclusive,
     load_checkpoint,
@@ -264,6 +266,26 @@ def test_a_checkpoint_is_never_replaced_by_one_from_fewer_steps(tmp_path, one_th
         trainer().refuse_if_ahead()
     again = trainer()
     assert again.try_resume() and again.step == 4
+
+
+def test_a_checkpoint_names_the_run_that_wrote_it_and_discard_deletes_it(tmp_path, one_thread):
+    s = settings(train_steps=2, checkpoint_every=2)
+
+    def trainer(run_id=None) -> Trainer:
+        return Trainer(build_model(s, 0), build_schedule(s), load_dataset("digits"), _train_config(s), 0,
+                       torch.device("cpu"), tmp_path, run_id=run_id)
+
+    assert trainer().try_resume() is None  # nothing to continue from
+    trainer("run-a").train(log_loss=lambda *_: None)
+    path = tmp_path / "latest.pt"
+    assert checkpoint_origin(path) == CheckpointOrigin(path, 2, "run-a")
+    assert trainer("run-b").try_resume() == CheckpointOrigin(path, 2, "run-a")
+    assert "at step 2, written by run run-a" in checkpoint_origin(path).describe()
+    (tmp_path / "latest.json").write_text('{"step": 2}')  # written before rdbench recorded the run
+    assert checkpoint_origin(path).run_id is None and "an unknown run" in checkpoint_origin(path).describe()
+    fresh = trainer("run-c")
+    assert fresh.discard() and not path.exists() and not (tmp_path / "latest.json").exists()
+    assert not fresh.discard() and fresh.try_resume() is None
 
 
 def test_an_unreadable_checkpoint_is_one_line_naming_it(tmp_path):

@@ -6,7 +6,9 @@ One job (dataset x seed) runs, in order:
    same one a resume rebuilds) sampled through the same probe, with the same
    sampling noise as the final measurement (a paired comparison);
 2. training (:mod:`.train`), continuing from the checkpoint of the same config when
-   there is one (``--no-resume`` refuses instead of going back), checkpointing every
+   there is one (announced, and tagged on the run with the file, its step and the run
+   that wrote it; ``--no-resume`` refuses instead of going back; ``--fresh`` deletes it
+   and trains from scratch), checkpointing every
    ``checkpoint_every`` steps into ``<data dir>/checkpoints/<config hash>/`` and, every ``probe_every`` steps,
    measuring ``R`` with the EMA weights on ``probe_samples`` samples
    (``R_during_training`` against the training step);
@@ -46,6 +48,7 @@ through the job's Recorder.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +77,7 @@ from rdbench.systems.ddpm.user_images import (
 )
 from rdbench.systems.records import ModelRecord, is_logged_model, load_logged_model
 
+log = logging.getLogger(__name__)
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 USER_DATASETS = ("imagefolder", "npz")
 
@@ -291,18 +295,15 @@ class DDPM(System):
 
         # 2. training, with checkpoints and R probes
         folder = checkpoint_dir(job, ctx)
-        trainer = Trainer(model, schedule, data, _train_config(s), job.seed, device, folder)
+        trainer = Trainer(model, schedule, data, _train_config(s), job.seed, device, folder,
+                          run_id=getattr(job.recorder, "run_id", None))
 
         def on_probe(ema_model, step: int) -> None:
             result, _ = balance(ema_model, s.probe_samples, f"ddpm/{job.case} probe@{step}")
             job.recorder.log_metrics(_probe_metrics(result), step=step)
 
         with exclusive(folder):  # one process at a time trains this configuration
-            if ctx.resume:  # the default: continuing gives the same weights as never stopping
-                resumed = trainer.try_resume()
-            else:
-                trainer.refuse_if_ahead()
-                resumed = False
+            resumed = _start(trainer, job, ctx)
             with ctx.progress(s.train_steps - trainer.step, f"ddpm/{job.case} training") as bar:
                 report = trainer.train(
                     log_loss=lambda loss, step: job.recorder.log_metrics({"loss": loss}, step=step),
@@ -384,6 +385,27 @@ class DDPM(System):
             controls=controls,
             metrics={**metrics, "n_parameters": float(count_parameters(unet)), "timesteps": float(schedule.timesteps)},
         )
+
+
+def _start(trainer: Trainer, job: Job, ctx: RunContext) -> bool:
+    """Where training starts: from scratch (``ctx.fresh`` discards the config's checkpoint), from the
+    checkpoint (the default: continuing gives the same weights as never stopping; announced in one line
+    and noted on the run with the file, its step and the run that wrote it), or refused (``--no-resume``
+    with a checkpoint ahead). True when it continued from a checkpoint."""
+    if ctx.fresh:
+        if trainer.discard():
+            log.warning("ddpm/%s: --fresh: deleted the checkpoint in %s; training from step 0",
+                        job.case, trainer.checkpoint_path.parent)
+        return False
+    if not ctx.resume:
+        trainer.refuse_if_ahead()
+        return False
+    origin = trainer.try_resume()
+    if origin is None:
+        return False
+    log.warning("ddpm/%s: reusing checkpoint %s (--fresh trains from scratch)", job.case, origin.describe())
+    job.recorder.note_checkpoint(origin.path, origin.step, origin.run_id)
+    return True
 
 
 def _measure_with_controls(

@@ -13,6 +13,11 @@ are saved in the checkpoint. So continuing from a checkpoint gives the same weig
 as never stopping, and the DDPM system continues from its config's checkpoint by
 default.
 
+Provenance: ``latest.json`` also names the run that wrote the checkpoint (which logs
+it as its artifact ``checkpoints/latest.pt``), so a run that continues from it can say
+where its weights came from (:class:`CheckpointOrigin`); :meth:`Trainer.discard` deletes
+it, to train from scratch (``--fresh``).
+
 Safety: a checkpoint is never replaced by one from fewer steps (its step is kept in
 ``latest.json`` beside it); one process at a time trains into a folder (an exclusive
 ``flock`` on ``.lock``); an unreadable checkpoint is a one-line error naming it.
@@ -42,7 +47,7 @@ from rdbench.systems.ddpm.schedule import NoiseSchedule
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "latest.pt"
-STEP_FILE = "latest.json"  # {"step": N} of latest.pt, readable without loading the weights
+STEP_FILE = "latest.json"  # {"step": N, "run_id": ...} of latest.pt, readable without loading the weights
 LOCK_FILE = ".lock"
 
 
@@ -101,19 +106,48 @@ class TrainReport:
     checkpoints: int  # checkpoints written by this process
 
 
-def checkpoint_step(path: Path) -> int | None:
-    """The step of the checkpoint at ``path`` (from its ``latest.json``), None when there is none."""
-    step_file = path.with_name(STEP_FILE)
+@dataclass(frozen=True)
+class CheckpointOrigin:
+    """Where a checkpoint came from: its file, its step and the run that wrote it (None: unknown,
+    e.g. one written before rdbench recorded it)."""
+
+    path: Path
+    step: int | None
+    run_id: str | None
+
+    def describe(self) -> str:
+        step = f"step {self.step}" if self.step is not None else "an unknown step"
+        by = f"written by run {self.run_id}" if self.run_id else "written by an unknown run"
+        return f"{self.path} at {step}, {by}"
+
+
+def checkpoint_origin(path: Path) -> CheckpointOrigin | None:
+    """The checkpoint at ``path`` and what ``latest.json`` says of it; None when there is none."""
     if not path.exists():
         return None
     try:
-        return int(json.loads(step_file.read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # a checkpoint written before the step file: unknown, never assumed ahead
+        info = json.loads(path.with_name(STEP_FILE).read_text())
+    except (OSError, ValueError):
+        info = {}
+    if not isinstance(info, dict):
+        info = {}
+    try:
+        step = int(info["step"])
+    except (KeyError, TypeError, ValueError):
+        step = None  # a checkpoint written before the step file: unknown, never assumed ahead
+    run_id = info.get("run_id")
+    return CheckpointOrigin(path, step, run_id if isinstance(run_id, str) and run_id else None)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (a reader never sees half a file), never going back.
+def checkpoint_step(path: Path) -> int | None:
+    """The step of the checkpoint at ``path`` (from its ``latest.json``), None when there is none."""
+    origin = checkpoint_origin(path)
+    return origin.step if origin else None
+
+
+def save_checkpoint(path: Path, state: dict[str, Any], run_id: str | None = None) -> None:
+    """Write ``state`` to ``path`` atomically (a reader never sees half a file), never going back;
+    ``latest.json`` records its step and ``run_id``, the run that wrote it.
 
     Raises :class:`CheckpointError` if the checkpoint there is from more steps than ``state``.
     """
@@ -130,7 +164,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     step_tmp = path.with_name(f".{STEP_FILE}.{os.getpid()}.tmp")
-    step_tmp.write_text(json.dumps({"step": int(state["step"])}))
+    step_tmp.write_text(json.dumps({"step": int(state["step"]), "run_id": run_id}))
     os.replace(step_tmp, path.with_name(STEP_FILE))
 
 
@@ -182,6 +216,7 @@ class Trainer:
         seed: int,
         device: torch.device,
         checkpoint_dir: Path,
+        run_id: str | None = None,
     ):
         if config.batch_size > len(data):
             raise ValueError(f"batch_size {config.batch_size} exceeds the {len(data)} images of {data.spec.name!r}")
@@ -199,6 +234,7 @@ class Trainer:
         self.seed = seed
         self.device = device
         self.checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME
+        self.run_id = run_id  # recorded in latest.json: the run whose artifact the checkpoint is
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.step = 0
 
@@ -227,13 +263,20 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         self.step = int(state["step"])
 
-    def try_resume(self) -> bool:
-        """Load the latest checkpoint if there is one; True when it did."""
-        if not self.checkpoint_path.exists():
-            return False
+    def try_resume(self) -> CheckpointOrigin | None:
+        """Load the latest checkpoint if there is one; returns where it came from (None: there was none)."""
+        origin = checkpoint_origin(self.checkpoint_path)
+        if origin is None:
+            return None
         self.load(load_checkpoint(self.checkpoint_path, self.device))
-        log.warning("continuing from step %d of %s", self.step, self.checkpoint_path)
-        return True
+        return CheckpointOrigin(origin.path, self.step, origin.run_id)
+
+    def discard(self) -> bool:
+        """Delete this configuration's checkpoint (``--fresh``: train from scratch); True if there was one."""
+        found = self.checkpoint_path.exists()
+        for path in (self.checkpoint_path, self.checkpoint_path.with_name(STEP_FILE)):
+            path.unlink(missing_ok=True)
+        return found
 
     def refuse_if_ahead(self) -> None:
         """Starting over (``--no-resume``) must not replace a further-along checkpoint: say how instead."""
@@ -296,7 +339,7 @@ class Trainer:
                 window.zero_()
                 window_n = 0
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                save_checkpoint(self.checkpoint_path, self.state())
+                save_checkpoint(self.checkpoint_path, self.state(), self.run_id)
                 checkpoints += 1
                 if on_checkpoint is not None:
                     on_checkpoint(self.checkpoint_path, self.step)
