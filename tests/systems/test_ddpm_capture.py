@@ -14,7 +14,7 @@ import torch
 from rdbench.balance import BalanceMeter
 from rdbench.config import ConfigError, load_system
 from rdbench.systems.ddpm.capture import Replay, Snapshot, static_step_wanted
-from rdbench.systems.ddpm.data import load_dataset
+from rdbench.systems.ddpm.data import ImageSet, load_dataset
 from rdbench.systems.ddpm.sample import TERMS, measure, network_predictor, sample
 from rdbench.systems.ddpm.system import _train_config, build_model, build_schedule
 from rdbench.systems.ddpm.train import StaticStep, Trainer, batch_indices
@@ -26,9 +26,13 @@ def settings(**overrides):
     return load_system("ddpm").resolve("digits", "smoke", overrides)
 
 
-def trainer(folder, **overrides):
+def trainer(folder, images=None, **overrides):
+    """A smoke-profile trainer on the digits (the first ``images`` of them, if given)."""
     s = settings(**overrides)
-    return Trainer(build_model(s, 0), build_schedule(s), load_dataset("digits"), _train_config(s), 0, CPU, folder), s
+    data = load_dataset("digits")
+    if images is not None:
+        data = ImageSet(data.spec, data.images[:images], data.source)
+    return Trainer(build_model(s, 0), build_schedule(s), data, _train_config(s), 0, CPU, folder), s
 
 
 def test_capture_setting_is_validated_and_auto_means_eager_on_a_cpu():
@@ -41,16 +45,16 @@ def test_capture_setting_is_validated_and_auto_means_eager_on_a_cpu():
 
 def test_static_step_matches_the_eager_loop(tmp_path, one_thread):
     """Same losses and same weights (model and EMA) after a few steps, across an epoch boundary, dropout on."""
-    overrides = {"train_steps": 8, "batch_size": 256, "log_every": 2, "checkpoint_every": 100, "model.dropout": 0.2}
+    overrides = {"train_steps": 8, "batch_size": 8, "log_every": 2, "checkpoint_every": 100, "model.dropout": 0.2}
     runs = {}
     for capture in ("off", "on"):
-        t, _ = trainer(tmp_path / capture, capture=capture, **overrides)
+        t, _ = trainer(tmp_path / capture, images=44, capture=capture, **overrides)
         assert t.static == (capture == "on")
         losses = []
         t.train(log_loss=lambda loss, step, out=losses: out.append((step, loss)))
         runs[capture] = (t, losses)
     (eager, eager_losses), (static, static_losses) = runs["off"], runs["on"]
-    assert [s for s, _ in static_losses] == [2, 4, 6, 8]  # 1797 // 256 = 7 steps per epoch: step 7 starts epoch 1
+    assert [s for s, _ in static_losses] == [2, 4, 6, 8]  # 44 // 8 = 5 steps per epoch: step 5 starts epoch 1
     torch.testing.assert_close([v for _, v in static_losses], [v for _, v in eager_losses], rtol=1e-5, atol=1e-6)
     for (name, a), b in zip(eager.model.state_dict().items(), static.model.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)

@@ -104,13 +104,19 @@ class EMA:
 
     @torch.no_grad()
     def blend(self, model: nn.Module, weight: float | torch.Tensor) -> None:
-        """``ema += weight * (params - ema)`` for every parameter (three multi-tensor kernels); buffers copied."""
-        ema_params = list(self.model.parameters())
-        diff = torch._foreach_sub([p.detach() for p in model.parameters()], ema_params)
-        torch._foreach_mul_(diff, weight)
-        torch._foreach_add_(ema_params, diff)
+        """:func:`ema_blend` of every parameter; buffers copied."""
+        ema_blend(list(self.model.parameters()), [p.detach() for p in model.parameters()], weight)
         for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)
+
+
+@torch.no_grad()
+def ema_blend(ema: list[torch.Tensor], params: list[torch.Tensor], weight: float | torch.Tensor) -> None:
+    """``ema += weight * (params - ema)``, tensor by tensor, in three multi-tensor kernels; ``weight`` may be
+    a device tensor (no host read: capturable)."""
+    diff = torch._foreach_sub(params, ema)
+    torch._foreach_mul_(diff, weight)
+    torch._foreach_add_(ema, diff)
 
 
 @dataclass
