@@ -228,7 +228,7 @@ def captured_sampling_loop(step: StaticReverseStep, timesteps: int, meter: Balan
 
 def bench_ddpm(profile: str, device: str, batch: int | None, channels: int, train_steps: int,
                sampling_steps: int, sampling_rounds: int, samples: int | None, rounds: int,
-               m_diff_samples: int, echo: Callable[[str], None] = print) -> None:
+               m_diff_samples: int, profile_steps: int = PROFILED_STEPS, echo: Callable[[str], None] = print) -> None:
     """DDPM: U-Net training images/s vs diffusers' UNet2DModel; probe cost; M_diff vs Table 1."""
     dev = resolve_device(device)
     conf = load_system("ddpm")
@@ -258,10 +258,10 @@ def bench_ddpm(profile: str, device: str, batch: int | None, channels: int, trai
          f"{seconds[theirs] / seconds[ours]:.2f}x images/s")
     echo(f"  rdbench {'captured' if dev.type == 'cuda' else 'static'} / eager: {seconds[eager] / seconds[ours]:.2f}x"
          f"   (target on one H200: >= 30,000 images/s at batch 128)")
-    for name in (ours, theirs):
-        echo(f"\n  top ops of {name.split()[0]} {name.split()[1]} ({PROFILED_STEPS} steps, torch.profiler, "
+    for name in (ours, theirs) if profile_steps else ():
+        echo(f"\n  top ops of {' '.join(name.split()[:3])} ({profile_steps} steps, torch.profiler, "
              f"{'GPU' if dev.type == 'cuda' else 'CPU'} time):")
-        echo(top_kernels(steps[name], dev))
+        echo(top_kernels(steps[name], dev, profile_steps))
     trained_net = steps[ours].net
     del steps
 
