@@ -29,8 +29,8 @@ Printed, from one run:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +79,7 @@ PROFILED_STEPS = 3  # steps under torch.profiler for the top-kernel tables
 TOP_KERNELS = 10  # rows of each table
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Variant:
     """How one training step is run: the network, memory layout, precision, captured or eager."""
 
@@ -242,7 +242,14 @@ def bench_ddpm(profile: str, device: str, batch: int | None, channels: int, trai
     # 1. training throughput
     schedule_train = build_schedule(s, dev)
     variants = training_variants(s, dev)
-    steps = {v.label(dev): build_step(v, s, dev, batch, channels, schedule_train) for v in variants}
+    steps = {}
+    for v in variants:
+        try:
+            steps[v.label(dev)] = build_step(v, s, dev, batch, channels, schedule_train)
+        except RuntimeError as exc:  # a network whose step cannot be captured: said, then timed eagerly
+            echo(f"  capture failed for {v.label(dev)}: {' '.join(str(exc).split())[:300]}; timed eagerly")
+            steps[v.label(dev)] = build_step(dataclasses.replace(v, captured=False), s, dev, batch, channels,
+                                             schedule_train)
     for fn in steps.values():  # warm-up (allocator, kernels; the captured ones are warm since capture)
         fn()
     seconds = best_of(steps, rounds, train_steps, dev)

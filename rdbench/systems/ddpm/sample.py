@@ -33,6 +33,7 @@ ratio infinite (see :mod:`.schedule`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
@@ -41,6 +42,8 @@ from torch import nn
 from rdbench.balance import DIFFUSION, REACTION, BalanceMeter, BalanceResult, term_norms
 from rdbench.systems.ddpm.capture import Replay, Snapshot, bf16_autocast
 from rdbench.systems.ddpm.schedule import NoiseSchedule
+
+log = logging.getLogger(__name__)
 
 TERMS = (REACTION, DIFFUSION, "eps")
 
@@ -92,7 +95,11 @@ def sample(
         snapshots[0] = x[:SNAPSHOT_IMAGES].float().cpu()
     replay = None
     if static and schedule.direct_update() and any(schedule.injects_noise(t) for t in range(T)):
-        replay = StaticReverseStep(eps_fn, schedule, x, generator, meter is not None)
+        try:
+            replay = StaticReverseStep(eps_fn, schedule, x, generator, meter is not None)
+        except RuntimeError as exc:  # a network that cannot be captured: the eager loop, said once
+            log.warning("capturing the reverse step failed (%s); sampling with the eager loop",
+                        " ".join(str(exc).split())[:300])
     for t in range(T - 1, -1, -1):
         noisy = schedule.injects_noise(t)
         if replay is not None and noisy:

@@ -325,10 +325,14 @@ class Trainer:
 
     def stepper(self, window: torch.Tensor) -> Callable[[], None]:
         """What :meth:`train` calls once per step (from ``self.step``); the loss is added to ``window``."""
-        if not self.static:
-            return lambda: self._eager_step(window)
-        static = StaticStep(self, window)
-        return static.advance
+        if self.static:
+            try:
+                return StaticStep(self, window).advance
+            except RuntimeError as exc:  # an op that cannot be captured: the eager loop, said once
+                log.warning("capturing the training step failed (%s); training with the eager loop",
+                            " ".join(str(exc).split())[:300])
+                self.static = False
+        return lambda: self._eager_step(window)
 
     def train(
         self,
