@@ -76,7 +76,9 @@ else
   echo "!! DEVICE=cpu: the CPU fallback at smoke sizes; its numbers are not the GPU's"
   BENCH=(--profile smoke --device cpu --train-steps 1 --rounds 1 --sampling-steps 5 --sampling-rounds 1
          --m-diff-samples 0 --profile-steps 1)
-  RUN=(--profile smoke --device cpu --train-steps "${RUN_STEPS:-10}" --probe-every 5 --set schedule.timesteps=20)
+  # capture=on: the static-buffer steps (the functions CUDA captures) called directly, end to end
+  RUN=(--profile smoke --device cpu --train-steps "${RUN_STEPS:-10}" --probe-every 5 --set schedule.timesteps=20
+       --set capture=on)
   RUN_TIMEOUT="${RUN_TIMEOUT:-900}"   # a shared 2-core CPU is slow; the GPU run keeps 300 s
 fi
 
