@@ -6,7 +6,13 @@ from __future__ import annotations
 import torch
 
 from rdbench.balance import BalanceMeter
-from rdbench.bench.ddpm import Variant, build_step, captured_sampling_loop, top_kernels, training_variants
+from rdbench.bench.ddpm import (
+    Variant,
+    build_step,
+    captured_sampling_loop,
+    top_kernels,
+    training_variants,
+)
 from rdbench.config import load_system
 from rdbench.systems.ddpm.sample import TERMS, StaticReverseStep, network_predictor
 from rdbench.systems.ddpm.system import build_model, build_schedule

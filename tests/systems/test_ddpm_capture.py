@@ -39,6 +39,8 @@ def test_capture_setting_is_validated_and_auto_means_eager_on_a_cpu():
     assert settings().capture == "auto"
     assert not static_step_wanted("auto", CPU) and static_step_wanted("on", CPU)
     assert static_step_wanted("auto", torch.device("cuda")) and not static_step_wanted("off", torch.device("cuda"))
+    assert settings(capture=False).capture == "off"  # YAML reads `capture: off` as false
+    assert settings(capture=True).capture == "on"
     with pytest.raises(ConfigError, match="capture"):
         settings(capture="always")
 

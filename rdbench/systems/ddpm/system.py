@@ -53,7 +53,14 @@ from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import (
+    BeforeValidator,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 
 from rdbench.config import ConfigError, Settings
 from rdbench.systems.base import Job, Outcome, RunContext, System
@@ -76,6 +83,16 @@ from rdbench.systems.ddpm.user_images import (
 from rdbench.systems.records import ModelRecord, is_logged_model, load_logged_model
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+def _capture_mode(value):
+    """YAML 1.1 (the config files, ``--set``) reads ``on`` and ``off`` as booleans: read them back as the modes."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
+CaptureSetting = Annotated[CaptureMode, BeforeValidator(_capture_mode)]
 USER_DATASETS = ("imagefolder", "npz")
 
 
@@ -129,7 +146,7 @@ class DDPMSettings(Settings):
     probe_samples: PositiveInt
     bf16: bool  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool  # channels-last memory on CUDA (ignored on CPU)
-    capture: CaptureMode  # auto: training and sampling steps as CUDA graphs on CUDA, eager on CPU; on; off
+    capture: CaptureSetting  # auto: training and sampling steps as CUDA graphs on CUDA, eager on CPU; on; off
     schedule: ScheduleSettings
     sampler: SamplerSettings
     model: ModelSettings
