@@ -15,10 +15,12 @@ Two ways to run a step, one setting (``capture`` in conf/systems/ddpm.yaml):
   summed into a device accumulator read every ``log_every`` steps. On CUDA it is
   captured once as a CUDA graph and replayed (:mod:`.capture`: why a graph and not
   ``torch.compile``), with fused ``capturable`` AdamW; on a CPU it is called
-  directly, which is what the tests compare with the eager loop. Every ``checkpoint_every`` steps the whole
-training state (model, EMA, optimizer, step, RNG states) is written atomically
-(temporary file + ``os.replace``) to ``<folder>/latest.pt``; with ``resume`` a
-run continues from it, loaded with ``torch.load(weights_only=True)``.
+  directly, which is what the tests compare with the eager loop. A step that cannot
+  be captured falls back to the eager loop with one warning.
+
+Every ``checkpoint_every`` steps the whole training state (model, EMA, optimizer,
+step, RNG states) is written atomically (temporary file + ``os.replace``) to
+``<folder>/latest.pt``; with ``resume`` a run continues from it, loaded with ``torch.load(weights_only=True)``.
 
 Determinism across a resume: the batch order is a pure function of (seed, step)
 (one permutation per epoch from a generator seeded with seed and epoch), and the
@@ -30,8 +32,9 @@ order (the host computes the epoch's permutation with :func:`batch_indices`' rul
 and copies it into the device buffer), and draws ``t``, the noise and dropout from
 the same generators, whose states the checkpoint saves (a CUDA graph advances a
 registered generator's offset at every replay, so its saved state is current). The
-two ways agree with each other within float rounding, not bit for bit (fused AdamW,
-the EMA decay computed in float32); a run resumes in the mode it was configured with.
+two ways agree with each other within float rounding, not bit for bit (the EMA decay
+is computed in float32 on the device), and ``capture`` is part of the config hash, so
+a run resumes from a checkpoint of its own mode.
 
 Safety: a checkpoint is never replaced by one from fewer steps (its step is kept in
 ``latest.json`` beside it); one process at a time trains into a folder (an exclusive
