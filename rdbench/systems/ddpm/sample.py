@@ -120,6 +120,8 @@ def sample(
             if noisy:
                 x = x + schedule.sigma(t) * z
         _after_step(x, T - t, keep, snapshots, progress)
+    if replay is not None:
+        replay.release()  # the graph and its memory pool go now, not at the next garbage collection
     return x
 
 
@@ -174,6 +176,10 @@ class StaticReverseStep:
             self.norms.copy_(term_norms([mean - self.x, diffusion, eps]))
         self.x.copy_(mean + diffusion)
         self.t.sub_(1)
+
+    def release(self) -> None:
+        """Drop the graph (it refers back to this object through :meth:`step`)."""
+        self.replay = None
 
     def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
         """``x_{t-1}`` from ``x_t = x`` (the buffer itself after the previous call): the step at ``t``."""

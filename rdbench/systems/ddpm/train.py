@@ -330,7 +330,7 @@ class Trainer:
         """What :meth:`train` calls once per step (from ``self.step``); the loss is added to ``window``."""
         if self.static:
             try:
-                return StaticStep(self, window).advance
+                return StaticStep(self, window)
             except RuntimeError as exc:  # an op that cannot be captured: the eager loop, said once
                 log.warning("capturing the training step failed (%s); training with the eager loop",
                             " ".join(str(exc).split())[:300])
@@ -355,27 +355,31 @@ class Trainer:
         probe_s = 0.0
         t0 = time.perf_counter()  # images/s include the static step's warm-up and capture
         step = self.stepper(window) if self.step < cfg.steps else None
-        while self.step < cfg.steps:
-            step()
-            self.step += 1
-            window_n += 1
-            if progress is not None:
-                progress.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                last_loss = float(window) / window_n  # one device sync per log interval
-                log_loss(last_loss, self.step)
-                window.zero_()
-                window_n = 0
-            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                save_checkpoint(self.checkpoint_path, self.state())
-                checkpoints += 1
-                if on_checkpoint is not None:
-                    on_checkpoint(self.checkpoint_path, self.step)
-            if on_probe is not None and cfg.probe_every and self.step % cfg.probe_every == 0 and self.step < cfg.steps:
-                p0 = time.perf_counter()
-                on_probe(self.ema.model, self.step)
-                probe_s += time.perf_counter() - p0
-                self.model.train()
+        try:
+            while self.step < cfg.steps:
+                step()
+                self.step += 1
+                window_n += 1
+                if progress is not None:
+                    progress.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    last_loss = float(window) / window_n  # one device sync per log interval
+                    log_loss(last_loss, self.step)
+                    window.zero_()
+                    window_n = 0
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    save_checkpoint(self.checkpoint_path, self.state())
+                    checkpoints += 1
+                    if on_checkpoint is not None:
+                        on_checkpoint(self.checkpoint_path, self.step)
+                if on_probe is not None and cfg.probe_every and self.step % cfg.probe_every == 0 and self.step < cfg.steps:
+                    p0 = time.perf_counter()
+                    on_probe(self.ema.model, self.step)
+                    probe_s += time.perf_counter() - p0
+                    self.model.train()
+        finally:
+            if isinstance(step, StaticStep):
+                step.release()  # the graph and its memory pool go now, not at the next garbage collection
         elapsed = time.perf_counter() - t0 - probe_s
         trained = self.step - start_step
         return TrainReport(
@@ -404,7 +408,7 @@ class StaticStep:
     the host once per epoch), the step counter ``step`` (the next step, incremented inside the
     step), the EMA decay ``decay`` (a device tensor: it could change without recapture), the
     loss accumulator ``window``; plus the parameters, gradients, optimizer state and EMA
-    weights, all updated in place. :meth:`__call__` is the function captured: batch, ``t``
+    weights, all updated in place. :meth:`compute` is the function captured: batch, ``t``
     and noise drawn on the device, forward, the simple loss (Ho et al. Eq. 14), backward,
     gradient clipping, AdamW, the EMA update.
     """
@@ -422,7 +426,7 @@ class StaticStep:
         self.params = list(trainer.model.parameters())
         self._load_epoch(trainer.step)
         reset = self._reset_after_warmup() if device.type == "cuda" else None
-        self.replay = Replay(self, device, reset=reset, generators=[trainer.generator],
+        self.replay = Replay(self.compute, device, reset=reset, generators=[trainer.generator],
                              before_each=lambda: trainer.optimizer.zero_grad(set_to_none=True))
 
     def _load_epoch(self, step: int) -> None:
@@ -453,7 +457,8 @@ class StaticStep:
         return [v for state in self.trainer.optimizer.state.values() for v in state.values()
                 if isinstance(v, torch.Tensor)]
 
-    def __call__(self) -> None:
+    def compute(self) -> None:
+        """The function captured: one training step over the static buffers."""
         t = self.trainer
         cfg = t.config
         row = torch.remainder(self.step, self.per_epoch).view(1)
@@ -467,7 +472,11 @@ class StaticStep:
         t.ema.update_on_device(t.model, self.step, self.decay)
         self.window += loss.detach()
 
-    def advance(self) -> None:
+    def __call__(self) -> None:
         """Train step ``trainer.step``: the epoch's permutation loaded if it is a new epoch, then one call/replay."""
         self._load_epoch(self.trainer.step)
         self.replay()
+
+    def release(self) -> None:
+        """Drop the graph (it refers back to this object through :meth:`compute`)."""
+        self.replay = None
