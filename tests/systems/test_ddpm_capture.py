@@ -3,7 +3,9 @@
 On a CPU there is no graph: :class:`~rdbench.systems.ddpm.capture.Replay` calls the very
 function it would capture, so these tests check the captured logic (device-side batch
 drawing, the device step counter, the EMA decay on the device, the loss accumulator, the
-table-driven reverse step) against the eager code it replaces.
+table-driven reverse step) against the eager code it replaces. ``torch.compile`` of the
+same step function on this 2-core CPU had not finished its first call after 240 s (issue 19's
+session), far over a test's budget, so it is not tested here.
 """
 
 from __future__ import annotations
