@@ -75,14 +75,16 @@ def bench_lstm(batch, seq_len, hidden, train_steps, rounds, device, threads) -> 
 @click.option("--rounds", default=3, show_default=True, type=Positive, help="Interleaved rounds; the best of each variant is kept.")
 @click.option("--m-diff-samples", default=2, show_default=True, type=click.IntRange(min=0),
               help="Samples for the M_diff check at the paper settings (0 skips it).")
+@click.option("--profile-steps", default=3, show_default=True, type=click.IntRange(min=0),
+              help="Training steps under torch.profiler for the top-kernel tables (0 skips them).")
 def bench_ddpm(profile, device, batch, channels, train_steps, sampling_steps, sampling_rounds, samples, rounds,
-               m_diff_samples) -> None:
+               m_diff_samples, profile_steps) -> None:
     """DDPM: U-Net training images/s vs diffusers' UNet2DModel; probe cost; M_diff vs Table 1."""
     from rdbench.bench.ddpm import bench_ddpm as measure
 
     with one_line_errors(ValueError):
         measure(profile, device, batch, int(channels), train_steps, sampling_steps, sampling_rounds, samples,
-                rounds, m_diff_samples, echo=click.echo)
+                rounds, m_diff_samples, profile_steps, echo=click.echo)
 
 
 @bench.command("store")

@@ -235,9 +235,14 @@ class NoiseSchedule:
     def injects_noise(self, t: int) -> bool:
         return self._sigma[t] > 0.0
 
-    def _direct(self) -> bool:
-        """Ho et al. Eq. 11 applies as is: an epsilon network, no clipping, rdbench's own schedule."""
+    def direct_update(self) -> bool:
+        """Ho et al. Eq. 11 applies as is: an epsilon network, no clipping, rdbench's own schedule
+        (then :meth:`direct_tables` holds the whole step's coefficients)."""
         return self.prediction == "epsilon" and self.clip_range is None and not self.via_x0
+
+    def direct_tables(self) -> tuple[list[float], list[float], list[float]]:
+        """Per timestep ``1/sqrt(alpha_t)``, ``beta_t/sqrt(1-abar_t)`` and ``sigma_t``: Eq. 11's coefficients."""
+        return self._mean_scale, self._eps_scale, self._sigma
 
     def _x0_hat(self, x_t: torch.Tensor, t: int, output: torch.Tensor) -> torch.Tensor:
         """The clean-image estimate of a network ``output`` at ``t`` (before any clipping)."""
@@ -248,7 +253,7 @@ class NoiseSchedule:
         return self._sqrt_abar[t] * x_t - self._sqrt_one_minus_abar[t] * output  # v_prediction
 
     def _mean_and_eps(self, x_t: torch.Tensor, t: int, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._direct():
+        if self.direct_update():
             return (x_t - self._eps_scale[t] * output) * self._mean_scale[t], output
         x0 = self._x0_hat(x_t, t, output)
         eps = output if self.prediction == "epsilon" else (x_t - self._sqrt_abar[t] * x0) / self._sqrt_one_minus_abar[t]

@@ -56,11 +56,19 @@ from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import (
+    BeforeValidator,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 
 from rdbench.config import ConfigError, Settings
 from rdbench.systems.base import Job, Outcome, RunContext, System
 from rdbench.systems.ddpm import pretrained as public
+from rdbench.systems.ddpm.capture import CaptureMode, static_step_wanted
 from rdbench.systems.ddpm.data import DATASETS, ImageSet, default_data_dir, load_dataset
 from rdbench.systems.ddpm.grid import sampling_grid
 from rdbench.systems.ddpm.model import UNet, count_parameters
@@ -79,6 +87,16 @@ from rdbench.systems.records import ModelRecord, is_logged_model, load_logged_mo
 
 log = logging.getLogger(__name__)
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+def _capture_mode(value):
+    """YAML 1.1 (the config files, ``--set``) reads ``on`` and ``off`` as booleans: read them back as the modes."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
+CaptureSetting = Annotated[CaptureMode, BeforeValidator(_capture_mode)]
 USER_DATASETS = ("imagefolder", "npz")
 
 
@@ -132,6 +150,7 @@ class DDPMSettings(Settings):
     probe_samples: PositiveInt
     bf16: bool  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool  # channels-last memory on CUDA (ignored on CPU)
+    capture: CaptureSetting  # auto: training and sampling steps as CUDA graphs on CUDA, eager on CPU; on; off
     schedule: ScheduleSettings
     sampler: SamplerSettings
     model: ModelSettings
@@ -286,7 +305,8 @@ class DDPM(System):
         def balance(model, n: int, label: str):
             eps = network_predictor(model, s.bf16, s.channels_last)
             with ctx.progress(s.schedule.timesteps * -(-n // s.sampler.batch_size), label) as bar:
-                return measure(eps, schedule, n, s.sampler.batch_size, shape, job.seed, device, bar)
+                return measure(eps, schedule, n, s.sampler.batch_size, shape, job.seed, device, bar,
+                               static=static_step_wanted(s.capture, device))
 
         # 1. the untrained control (the same initial weights a resumed run rebuilds)
         model = build_model(s, job.seed, shape[0]).to(device)
@@ -427,7 +447,7 @@ def _measure_with_controls(
     snapshots: dict[int, torch.Tensor] = {}
     with ctx.progress(schedule.timesteps * batches, f"ddpm/{job.case} sampling") as bar:
         result, _ = measure(predictor, schedule, s.sampler.samples, s.sampler.batch_size, shape, job.seed,
-                            ctx.device, bar, snapshots)
+                            ctx.device, bar, snapshots, static=static_step_wanted(s.capture, ctx.device))
     sampling_s = time.perf_counter() - t0
     job.recorder.log_image(sampling_grid(snapshots, schedule.timesteps, pixel_range), f"samples/{label}.png")
     closed = schedule.closed_form_m_diff(int(np.prod(shape)))
@@ -455,7 +475,7 @@ def _untrained_control(job: Job, ctx: RunContext, model, schedule: NoiseSchedule
     steps = s.schedule.timesteps * -(-s.sampler.samples // s.sampler.batch_size)
     with ctx.progress(steps, f"ddpm/{job.case} untrained") as bar:
         untrained, _ = measure(eps, schedule, s.sampler.samples, s.sampler.batch_size, shape, job.seed, ctx.device,
-                               bar, snapshots)
+                               bar, snapshots, static=static_step_wanted(s.capture, ctx.device))
     job.recorder.log_metrics(_probe_metrics(untrained), step=0)
     job.recorder.log_image(sampling_grid(snapshots, schedule.timesteps, s.pixel_range), "samples/untrained.png")
     return untrained
