@@ -19,18 +19,19 @@ BELOW: dict[str, set[str]] = {
     "__main__": {"cli"},
     "cli": {"commands"},
     "commands": {"study", "phase", "report", "bench", "container", "tracking", "systems", "balance", "config", "provenance",
-                 "processes"},
+                 "processes", "plots"},
     "study": {"tracking", "systems", "balance", "config", "provenance"},
-    "phase": {"study", "tracking", "systems", "balance", "config", "provenance"},  # maps over (F, k)
-    "report": {"tracking", "config", "provenance"},  # the report reads the store, never a system
+    "phase": {"study", "tracking", "systems", "balance", "config", "provenance", "plots"},  # maps over (F, k)
+    "report": {"tracking", "config", "provenance", "plots"},  # the report reads the store, never a system
     "bench": {"study", "tracking", "systems", "balance", "config", "provenance", "processes"},  # bench ray times a grid
     "container": {"config", "provenance"},  # no torch, no MLflow: fails fast without an engine
     "tracking": {"balance", "config", "provenance", "processes"},
-    "systems": {"balance", "config"},  # systems never import MLflow: they log through the Recorder
+    "systems": {"balance", "config", "plots"},  # systems never import MLflow: they log through the Recorder
     "balance": set(),
     "config": set(),
     "provenance": set(),
     "processes": set(),
+    "plots": set(),  # what figures share: the undefined colour, coinciding series
 }
 ONLY_IN = {"click": {"commands"}, "mlflow": {"tracking", "study", "phase", "report", "commands", "bench"}}
 

@@ -46,9 +46,12 @@ def executor_for(kind: str, address: str | None, workers: int | None, uri: str):
         "  rdbench grid quick --only ddpm/mnist    # one row of the quick grid\n\n"
         "  rdbench grid paper --only 'rd/*' --force\n\n"
         "  rdbench grid paper --executor ray       # each batch a Ray task (docs/scale-out.md)\n\n"
+        "  rdbench grid quick --name baseline      # a named study (`rdbench compare A B`: two side by side)\n\n"
         "A cell whose identical resolved config already has a FINISHED run in the\n"
         "experiment is skipped (its run is reused); --force reruns it. The grid's phase\n"
-        "maps (its `phase:` entries) run after its cells, unless --only is given."
+        "maps (its `phase:` entries) run after its cells, unless --only is given. A run\n"
+        "of part of a grid (--only, --set) is marked partial: `table` and `figures`\n"
+        "read it only when given its --parent."
     ),
 )
 @click.argument("grid_file")
@@ -56,6 +59,8 @@ def executor_for(kind: str, address: str | None, workers: int | None, uri: str):
     click.option("--only", multiple=True, metavar="PATTERN",
                  help="Run only the matching cells: ddpm, ddpm/mnist, 'rd/*', rd/spot/seed=1. Repeatable."),
     click.option("--force", is_flag=True, help="Rerun cells that already have a FINISHED run."),
+    click.option("--name", default=None, metavar="NAME",
+                 help="Name the study (default: the grid file's name); `table` and `figures` show it."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting in every cell. Repeatable."),
     device_option,
     experiment_option,
@@ -72,7 +77,7 @@ def executor_for(kind: str, address: str | None, workers: int | None, uri: str):
     click.option("--workers", default=None, type=click.IntRange(min=1),
                  help="--executor ray without --address: CPUs of the local Ray instance. Default: every CPU."),
 )
-def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, report, out_dir, log_scale,
+def grid(grid_file, only, force, name, sets, device, experiment, data_dir, resume, report, out_dir, log_scale,
          executor, address, workers) -> None:
     """Run the grid GRID_FILE (conf/paper.yaml, quick, offline, smoke...) as one parent MLflow run.
 
@@ -81,14 +86,14 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
     """
     from rdbench.commands.phase import run_map
     from rdbench.phase.plan import plan_grid_maps
-    from rdbench.study.execution import run_grid
+    from rdbench.study.execution import run_grid, study_id
     from rdbench.study.grid import plan_grid
     from rdbench.study.runner import check_memory, failure_summary
     from rdbench.tracking.projects import point_to, project_run
     from rdbench.tracking.ui import compare_url, grid_view
 
     with one_line_errors():
-        plan = plan_grid(grid_file, only, parse_sets(sets))
+        plan = plan_grid(grid_file, only, parse_sets(sets), name=name)
     ctx = run_context(device, data_dir, resume)
     with one_line_errors():
         maps = [] if only else plan_grid_maps(plan, parse_sets(sets), ctx.device)  # --only picks cells
@@ -108,7 +113,9 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
                               on_report=Announcer(len(plan.cells)), executor=runner)
     if project:
         point_to(client, project, [(result.parent_run_id, f"grid:{plan.name}")])
-    click.echo(f"grid {plan.name}: {result.summary()}; parent run {result.parent_run_id}")
+    partial = f", partial: {plan.partial}" if plan.partial else ""
+    click.echo(f"grid {plan.name}: {result.summary()}; parent run {result.parent_run_id} "
+               f"(study {plan.study!r} [{study_id(result.parent_run_id)}]{partial})")
     click.echo(f"compare the cells: `mlflow ui --backend-store-uri {client.tracking_uri}`, "
                f"then {compare_url(result.experiment_id, view=grid_view(result.parent_run_id))}")
     if report and (result.count("FINISHED") or result.count("SKIPPED")):

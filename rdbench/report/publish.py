@@ -23,7 +23,7 @@ import pandas as pd
 from rdbench.config import ConfigError
 from rdbench.report.published import Published, load_published
 from rdbench.report.selection import Selection
-from rdbench.report.table import build_table, cells_frame, write_table
+from rdbench.report.table import build_table, cells_frame, row_name, write_table
 from rdbench.tracking.runs import TrackedRun
 
 TABLE_DIR = "table"  # artifact folders on the grid's parent run
@@ -44,20 +44,43 @@ class Report:
 
     @property
     def caption(self) -> str:
-        return f"Table 1 regenerated from {self.selection.description}"
+        return f"Table 1 regenerated from {self.selection.title}"
 
     @property
     def note(self) -> str:
-        """A short provenance line for figure titles: grid or experiment, profiles, seeds."""
+        """The provenance line of figure titles: the study (name, short id, partial or not), the
+        profiles, the seeds of each row, and the rows that have no FINISHED run (so are not drawn)."""
         profiles = ", ".join(dict.fromkeys(self.table["profile"]))
-        seeds = ", ".join(str(n) for n in dict.fromkeys(self.table["n_seeds"]))
-        where = self.selection.description.split(" (parent run")[0]
-        return f"{where}; profile {profiles}; seeds per row: {seeds}"
+        parts = [self.selection.title, f"profile {profiles}", seeds_note(self.table)]
+        if self.missing_rows:
+            parts.append("not drawn, no FINISHED run: " + ", ".join(self.missing_rows))
+        return "; ".join(parts)
+
+    @property
+    def missing_rows(self) -> list[str]:
+        """Rows (``DDPM digits``) with cells in the selection (failed, killed, never run) but none FINISHED."""
+        keys = [*zip(self.cells["system"], self.cells["variant"], strict=True)]
+        for label in self.selection.missing:
+            system, _, variant = label.rsplit("/seed=", 1)[0].partition("/")
+            keys.append((system, variant))
+        done = set(zip(self.table["system"], self.table["variant"], strict=True))
+        return [row_name(s, v) for s, v in dict.fromkeys(keys) if (s, v) not in done]
 
     @property
     def left_out(self) -> pd.DataFrame:
         """The selected cells that are not in the table (not FINISHED)."""
         return self.cells[self.cells["status"] != "FINISHED"]
+
+
+def seeds_note(table: pd.DataFrame) -> str:
+    """``2 seeds per row``, or, when rows differ, ``seeds per row: 2 (RD spot, RD stripe), 1 (DDPM digits)``."""
+    groups: dict[int, list[str]] = {}
+    for _, row in table.iterrows():
+        groups.setdefault(int(row["n_seeds"]), []).append(row_name(row["system"], row["variant"]))
+    if len(groups) == 1:
+        (n,) = groups
+        return f"{n} seed{'s' if n != 1 else ''} per row"
+    return "seeds per row: " + ", ".join(f"{n} ({', '.join(rows)})" for n, rows in groups.items())
 
 
 def build_report(selection: Selection, published_path: str | Path | None = None) -> Report:

@@ -57,6 +57,7 @@ class TrackedRun:
     def __init__(self, mlflow_client: MlflowClient, run_id: str):
         self.client = mlflow_client
         self.run_id = run_id
+        self.model_id: str | None = None  # the model this run logged: its later scalar metrics are linked to it
 
     # ------------------------------------------------------------------ creation
 
@@ -121,9 +122,11 @@ class TrackedRun:
             self._log_batch(params=items[i : i + MAX_PARAMS_PER_BATCH])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Scalar metrics (non-finite ones skipped); once the run has logged a model, linked to it too
+        (MLflow's model page then shows them: the final M_react, M_diff, R, R_final, the controls)."""
         now = int(time.time() * 1000)
         items = [
-            Metric(k, float(v), now, step or 0)
+            Metric(k, float(v), now, step or 0, model_id=self.model_id)
             for k, v in metrics.items()
             if v is not None and math.isfinite(float(v))
         ]
@@ -169,10 +172,11 @@ class TrackedRun:
         retrying(lambda: log_input(self.client, self.run_id, dataset))
 
     def log_model(self, model: Any) -> None:
-        """A :class:`~rdbench.systems.records.ModelRecord` as the MLflow model ``model`` of this run."""
+        """A :class:`~rdbench.systems.records.ModelRecord` as this run's MLflow model (named after its
+        system, case and seed); the run's later scalar metrics are linked to it."""
         from rdbench.tracking.models import log_model
 
-        log_model(self.client, self.run_id, model)
+        self.model_id = log_model(self.client, self.run_id, model).removeprefix("models:/")
 
     def log_table(self, data: Any, artifact_file: str) -> None:
         """A table the MLflow UI renders (``mlflow.log_table``), e.g. a pandas DataFrame."""

@@ -9,7 +9,12 @@ On every cell run (the report and the MLflow UI group by them):
 * ``rdbench.error``: the one-line error of a FAILED or KILLED run
 * ``mlflow.source.git.commit``: the commit of the rdbench checkout, when known
 
-On a grid's parent: ``rdbench.grid`` (the grid's name) and ``rdbench.grid_file``.
+On a grid's parent: ``rdbench.grid`` (the grid file's name) and ``rdbench.grid_file``;
+``rdbench.study_name`` (the grid file's name, or ``--name``) and ``rdbench.study_id`` (a
+short id: the first characters of the parent's run id, which ``--parent`` also takes);
+``rdbench.partial`` on a run of part of a grid (``--only``, ``--set``: what it left out or
+changed), which ``table`` and ``figures`` never pick by default; ``mlflow.note.content``
+(the run's description in the MLflow UI: the grid file's ``description``, then Table 1).
 On a grid's parent and on every run nested under it (its cells, the cells it reuses,
 its phase maps): ``rdbench.study``, the parent's run id, so that one search lists a
 study's parent together with all its runs (the MLflow UI then nests them).
@@ -29,6 +34,9 @@ TAG_HASH = "rdbench.config_hash"
 TAG_ERROR = "rdbench.error"
 TAG_GRID = "rdbench.grid"
 TAG_GRID_FILE = "rdbench.grid_file"
+TAG_STUDY_NAME = "rdbench.study_name"
+TAG_STUDY_ID = "rdbench.study_id"
+TAG_PARTIAL = "rdbench.partial"
 TAG_PHASE_HASH = "rdbench.phase_hash"  # a phase map's config hash: a killed map resumes from its run
 
 TAG_GIT = "mlflow.source.git.commit"
@@ -39,3 +47,4 @@ TAG_RUN_NAME = "mlflow.runName"
 TAG_USER = "mlflow.user"
 TAG_SOURCE_NAME = "mlflow.source.name"
 TAG_SOURCE_TYPE = "mlflow.source.type"
+TAG_NOTE = "mlflow.note.content"  # the run's description (Markdown) in the MLflow UI
