@@ -83,7 +83,7 @@ def heatmap(summary: pd.DataFrame, column: str, title: str, cmap: str,
                       extent=(*_extent(kills), *_extent(feeds)), interpolation="nearest")
     fig.colorbar(image, ax=ax, label=title)
     _mark(ax, marked)
-    _undefined_legend(ax, cmap, int(np.ma.count_masked(masked)))
+    _undefined_legend(ax, cmap, int(np.ma.count_masked(masked)), masked.size)
     ax.set_xlabel("kill rate k")
     ax.set_ylabel("feed rate F")
     ax.set_title(title, fontsize=10)
@@ -96,9 +96,9 @@ def _with_undefined(cmap: str):
     return plt.get_cmap(cmap).with_extremes(bad=undefined_colour(cmap))
 
 
-def _undefined_legend(ax, cmap: str, count: int) -> None:
+def _undefined_legend(ax, cmap: str, count: int, total: int) -> None:
     """Name the undefined colour under the axes (always, so that a map without one says it has none)."""
-    patch = Patch(facecolor=undefined_colour(cmap), edgecolor="0.3", label=f"{UNDEFINED_LABEL}: {count} points",
+    patch = Patch(facecolor=undefined_colour(cmap), edgecolor="0.3", label=f"{UNDEFINED_LABEL}: {count} of {total} points",
                   gid="undefined")
     ax.legend(handles=[patch], loc="upper left", bbox_to_anchor=(0.0, -0.1), frameon=False, fontsize=9)
 
@@ -118,7 +118,7 @@ def mosaic(points: pd.DataFrame, tiles: np.ndarray, marked: Mapping[str, tuple[f
                       extent=(*_extent(kills), *_extent(feeds)), interpolation="nearest")
     fig.colorbar(image, ax=ax, label="final v")
     _mark(ax, marked)
-    _undefined_legend(ax, "magma", sum(bool(np.isnan(tiles[int(p)]).any()) for p in first["point"]))
+    _undefined_legend(ax, "magma", sum(bool(np.isnan(tiles[int(p)]).any()) for p in first["point"]), len(first))
     ax.set_xlabel("kill rate k")
     ax.set_ylabel("feed rate F")
     ax.set_title("final v at every (F, k)", fontsize=10)

@@ -28,9 +28,12 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """One row per (system, case, profile) of either table: ``<q> A``, ``<q> A std``, ``<q> B``, ``<q> B std``,
     ``Δ<q>`` (B - A) and ``Δ<q> %`` (relative to A) for each compared quantity; ``in``: both, A or B."""
     cols = ["n_seeds", *[c for q in COMPARED for c in (q, f"{q}_std")]]
-    left = a[KEYS + cols].rename(columns=lambda c: c if c in KEYS else f"{c.replace('_std', ' std')} A")
-    right = b[KEYS + cols].rename(columns=lambda c: c if c in KEYS else f"{c.replace('_std', ' std')} B")
-    out = left.merge(right, on=KEYS, how="outer", sort=False, indicator="in")
+
+    def side(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+        return frame[KEYS + cols].rename(columns=lambda c: c if c in KEYS else (
+            f"{c.removesuffix('_std')} {name} std" if c.endswith("_std") else f"{c} {name}"))
+
+    out = side(a, "A").merge(side(b, "B"), on=KEYS, how="outer", sort=False, indicator="in")
     out["in"] = out["in"].map({"both": "both", "left_only": "A", "right_only": "B"}).astype(str)
     for q in COMPARED:
         out[f"Δ{q}"] = out[f"{q} B"] - out[f"{q} A"]

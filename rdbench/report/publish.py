@@ -5,7 +5,13 @@ and builds Table 1; :func:`write_report` writes the table (CSV, Markdown, LaTeX)
 the figures (PNG, PDF) to a folder and, when the selection is a grid, logs them to the
 grid's parent run (the table also as an MLflow table the UI renders).
 
-A regeneration replaces what the previous one logged: ``table/table1.{csv,md,tex,json}``
+The parent's description (``mlflow.note.content``: the grid file's ``description``) gets a
+short Markdown Table 1 under :data:`TABLE_NOTE_HEADING`, and the MLflow table
+``table/table1.json`` holds the compact Table 1 (:func:`~rdbench.report.table.compact_table`:
+R and its spread first); every column is in ``table/table1.csv``.
+
+A regeneration replaces what the previous one logged: ``table/table1.{csv,md,tex,json}``,
+the description's Table 1
 and ``figures/fig2_R_t.*``, ``figures/fig3_R_final.*`` are one file each on the parent
 run, always the latest (the run's history of regenerations is not kept; rerun
 ``rdbench table --parent RUN_ID`` to rebuild it from the cells).
@@ -23,12 +29,21 @@ import pandas as pd
 from rdbench.config import ConfigError
 from rdbench.report.published import Published, load_published
 from rdbench.report.selection import Selection
-from rdbench.report.table import build_table, cells_frame, row_name, write_table
+from rdbench.report.table import (
+    build_table,
+    cells_frame,
+    compact_table,
+    row_name,
+    summary_markdown,
+    write_table,
+)
 from rdbench.tracking.runs import TrackedRun
+from rdbench.tracking.tags import TAG_NOTE
 
 TABLE_DIR = "table"  # artifact folders on the grid's parent run
 FIGURE_DIR = "figures"
-TABLE_JSON = "table1.json"  # the MLflow table the UI renders, replaced at each regeneration
+TABLE_JSON = "table1.json"  # the MLflow table the UI renders (compact), replaced at each regeneration
+TABLE_NOTE_HEADING = "### Table 1 (`rdbench table`)"  # where the parent's description gets Table 1
 
 
 @dataclass
@@ -113,7 +128,8 @@ def write_report(
         if target:
             for path in paths:
                 target.log_artifact(path, TABLE_DIR)
-            _replace_table(client, target, report.table)
+            _replace_table(client, target, compact_table(report.table))
+            _note_table(client, target, report)
     if figures:
         paths = draw_figures(client, report.cells, report.published, out_dir,
                              log_scale=log_scale, title_note=report.note, controls=controls)
@@ -124,6 +140,14 @@ def write_report(
     if target:
         report.logged_to = target.run_id
     return report
+
+
+def _note_table(client: Any, target: TrackedRun, report: Report) -> None:
+    """Put Table 1's summary into the parent's description, below the grid file's, replacing an earlier one."""
+    note = client.get_run(target.run_id).data.tags.get(TAG_NOTE, "")
+    head = note.split(TABLE_NOTE_HEADING)[0].rstrip()
+    body = f"{TABLE_NOTE_HEADING}\n\n{report.note}\n\n{summary_markdown(report.table)}"
+    target.set_tags({TAG_NOTE: f"{head}\n\n{body}" if head else body})
 
 
 def _replace_table(client: Any, target: TrackedRun, table: pd.DataFrame) -> None:

@@ -239,6 +239,33 @@ def display_rows(table: pd.DataFrame, part: str = "paper", pm: str = " ± ") -> 
     return header, body
 
 
+# The MLflow UI's table view (log_table): R and its spread first, then R_final, the magnitudes and the
+# controls' R; every column stays in table1.csv.
+COMPACT_COLUMNS = ("system", "case", "profile", "n_seeds", "R", "R_std", "R_paper", "R_final", "R_final_std",
+                   "R_final_paper", "M_react", "M_react_std", "M_diff", "M_diff_std", "failed_cells")
+
+
+def compact_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 as the MLflow UI shows it: :data:`COMPACT_COLUMNS` (``case`` is the row's case with any
+    overrides), then ``R <control>`` for each control; the full table is ``table1.csv``."""
+    out = table.assign(case=table["variant"])[[c for c in COMPACT_COLUMNS if c in table or c == "case"]]
+    for name in table.attrs.get("controls", []):
+        out[f"R {name}"] = table[f"control.{name}.R"]
+    return out
+
+
+def summary_markdown(table: pd.DataFrame) -> str:
+    """A short Markdown Table 1 (R, R_final and their spread beside the paper) for a run's description."""
+    lines = ["| system | case | profile | seeds | R | R paper | R_final | R_final paper |", "|---" * 8 + "|"]
+    for _, r in table.iterrows():
+        lines.append("| " + " | ".join([
+            SYSTEM_NAMES.get(r["system"], r["system"]), r["variant"], r["profile"], str(r["n_seeds"]),
+            _fmt(r["R"], r["R_std"]), _fmt(r["R_paper"]), _fmt(r["R_final"], r["R_final_std"]), _fmt(r["R_final_paper"]),
+        ]) + " |")
+    note = comparability_note(table)
+    return "\n".join(lines) + (f"\n\n*{note}*" if note else "") + "\n"
+
+
 CONTROLS_TITLE = "Controls and other magnitudes (R of each control, mean ± std over seeds):"
 
 

@@ -21,10 +21,11 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from rdbench.balance import BalanceResult
-from rdbench.provenance import command_line, git_commit, user
+from rdbench.provenance import command_line, git_commit, source_name, user
 from rdbench.tracking.liveness import HEARTBEAT, owner_tags
 from rdbench.tracking.store import experiment_id, retrying
 from rdbench.tracking.tags import (
+    TAG_COMMAND,
     TAG_ERROR,
     TAG_GIT,
     TAG_PARENT,
@@ -41,8 +42,9 @@ NORMALISED_STEPS = 1000  # R_t on normalised time is logged at steps 0..1000
 
 
 def source_tags() -> dict[str, str]:
-    """Who made a run and with what: the MLflow UI's User and Source columns (``create_run`` sets neither)."""
-    return {TAG_USER: user(), TAG_SOURCE_NAME: command_line(), TAG_SOURCE_TYPE: "LOCAL"}
+    """Who made a run and with what: the MLflow UI's User and Source columns (``create_run`` sets neither):
+    the Source a short ``rdbench grid smoke``, the whole command line in ``rdbench.command``."""
+    return {TAG_USER: user(), TAG_SOURCE_NAME: source_name(), TAG_SOURCE_TYPE: "LOCAL", TAG_COMMAND: command_line()}
 
 
 def one_line(exc: BaseException) -> str:

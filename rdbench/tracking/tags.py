@@ -47,4 +47,5 @@ TAG_RUN_NAME = "mlflow.runName"
 TAG_USER = "mlflow.user"
 TAG_SOURCE_NAME = "mlflow.source.name"
 TAG_SOURCE_TYPE = "mlflow.source.type"
+TAG_COMMAND = "rdbench.command"  # the whole command line (mlflow.source.name is its short form)
 TAG_NOTE = "mlflow.note.content"  # the run's description (Markdown) in the MLflow UI

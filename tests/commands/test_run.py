@@ -21,7 +21,8 @@ def test_short_simulation_is_tracked(experiment, mlflow_client, runs_of):
     assert p["initial.square_size"] == "6" and p["seed"] == "3" and p["device"] == "cpu"
     assert t["rdbench.system"] == "rd" and t["rdbench.case"] == "stripe" and t["rdbench.profile"] == "smoke"
     assert t["mlflow.user"] and t["mlflow.source.type"] == "LOCAL"  # the UI's User and Source columns
-    assert t["mlflow.source.name"].startswith("rdbench run rd --profile smoke --case stripe")
+    assert t["mlflow.source.name"] == "rdbench run rd"  # no "/": the UI's Source column shows it whole
+    assert t["rdbench.command"].startswith("rdbench run rd --profile smoke --case stripe")
     for key in ("system/cpu_utilization_percentage", "system/process_rss_megabytes",
                 "system/system_memory_usage_megabytes"):  # the UI's System metrics panel
         assert key in m, key

@@ -138,8 +138,19 @@ def test_mlflow_run_id_becomes_the_parent(experiment, mlflow_client, monkeypatch
     assert len(children) == 2
     assert {r.data.tags[TAG_PARENT] for r in children} == {outer.info.run_id}
     adopted = mlflow_client.get_run(outer.info.run_id)
-    assert adopted.data.tags["rdbench.kind"] == "grid" and adopted.info.run_name == "grid:smoke"
+    assert adopted.data.tags["rdbench.kind"] == "grid" and adopted.info.run_name == "grid:smoke (partial)"
     assert adopted.info.status == "RUNNING"  # `mlflow run` ends it from the exit status
+
+
+def test_a_plan_knows_its_study_name_and_whether_it_is_the_whole_grid(tmp_path):
+    whole = plan_grid(SMOKE)
+    assert whole.study == "smoke" and whole.partial is None
+    assert plan_grid(SMOKE, only=["rd", "lstm", "ddpm"]).partial is None  # every cell kept: still the whole grid
+    part = plan_grid(SMOKE, only=["rd/spot"], overrides={"steps": 20}, name="short")
+    assert part.study == "short" and part.name == "smoke" and part.partial == "--only rd/spot; --set steps=20"
+    assert plan_grid(rd_only_grid(tmp_path), overrides={"steps": 20}).partial == "--set steps=20"
+    with pytest.raises(ConfigError, match="--name is empty"):
+        plan_grid(SMOKE, name="  ")
 
 
 BAD_FILES = {
