@@ -320,7 +320,8 @@ def figure_3(
     ax.axhline(1.0, color="0.3", linewidth=0.9, linestyle=":", label="R = 1 (balance)")
     ax.set_xlabel("system / case")
     ax.set_ylabel("final R_t (t = 1)" + (" (log)" if log_scale else ""))
-    ax.set_title(title("Fig. 3: final value of the Dynamic Balance Ratio", title_note, fig.get_figwidth()))
+    # over the whole figure, as Fig. 2's (the axes leave room for the legend: a title over them alone is cut)
+    fig.suptitle(title("Fig. 3: final value of the Dynamic Balance Ratio", title_note, fig.get_figwidth()))
     ax.tick_params(axis="x", labelrotation=30)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")

@@ -36,7 +36,7 @@ SYSTEM_NAMES = {"rd": "RD", "lstm": "LSTM", "ddpm": "DDPM"}
 CONTROL_KEY = re.compile(r"^control\.(?P<name>.+)\.R$")
 # e.g. M_diff_closed_form (not RD's M_reaction_u, nor the series logged while training)
 ALTERNATIVE_KEY = re.compile(r"^M_(react|diff)_(?!.*during_training$).+$")
-SEED_SUFFIX = re.compile(r"/seed=\d+( \[[^\]]*\])?$")  # runs from before the rdbench.label tag
+SEED_SUFFIX = re.compile(r"/(seed=|s)\d+( \[[^\]]*\])?$")  # runs from before the rdbench.label tag
 TABLE_FILES = ("table1.csv", "table1.md", "table1.tex")
 
 

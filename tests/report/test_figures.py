@@ -354,3 +354,26 @@ def test_the_note_counts_seeds_per_row_names_the_study_and_the_rows_it_lacks(smo
     assert "not drawn, no FINISHED run: DDPM digits" in fig.get_suptitle().replace("\n", " ")
     assert cut_off(fig) == []
     plt.close(fig)
+
+
+def test_fig3_on_a_log_axis_keeps_small_bars_readable():
+    """RD's R_final of 28.8 in a short run flattens every other bar on a linear axis, not on --log-scale's."""
+    finals = pd.DataFrame([
+        {"row": row, "system": system, "case": case, "variant": case, "seed": 0, "run_id": row, "R_final": value}
+        for row, system, case, value in (("RD spot", "rd", "spot", 28.8), ("LSTM sine", "lstm", "sine", 1.01),
+                                         ("DDPM digits", "ddpm", "digits", 0.64))])
+
+    def smallest_bar_height(fig):
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_width() > 0]
+        heights = [p.get_window_extent().height for p in bars]
+        return min(heights) / ax.get_window_extent().height
+
+    linear = figure_3(finals, load_published(), title_note=NOTE)
+    log = figure_3(finals, load_published(), title_note=NOTE, log_scale=True)
+    assert linear.axes[0].get_yscale() == "linear" and log.axes[0].get_yscale() == "log"
+    assert smallest_bar_height(linear) < 0.05 < smallest_bar_height(log)
+    for fig in (linear, log):
+        assert cut_off(fig) == [] and text_collisions(fig) == []
+        plt.close(fig)

@@ -120,7 +120,7 @@ def test_a_failing_cell_is_failed_and_the_others_finish(experiment, mlflow_clien
     assert result.exit_code != 0
     assert "1 of 5 cells failed" in result.output and "SimulationDiverged" in result.output
     runs = {r.info.run_name: r for r in cell_runs(runs_of(mlflow_client, experiment))}
-    bad = runs.pop("rd/spot[feed=50,steps=40]/seed=0 [smoke]")
+    bad = runs.pop("rd/spot[feed=50,steps=40]/s0 [smoke]")
     assert bad.info.status == "FAILED" and "SimulationDiverged" in bad.data.tags["rdbench.error"]
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs.values())
     (parent,) = grid_parents(runs_of(mlflow_client, experiment))
@@ -212,7 +212,7 @@ def test_only_selects_cells_and_rejects_a_pattern_that_matches_nothing():
 def test_grid_names_resolve_to_conf_files_and_set_applies_to_every_cell():
     plan = plan_grid("smoke", only=["rd"], overrides={"steps": 30})
     assert plan.path == SMOKE and plan.cells and all(c.settings.steps == 30 for c in plan.cells)
-    assert all(c.run_name.endswith(f"[steps=30]/seed={c.seed} [smoke]") for c in plan.cells)
+    assert all(c.run_name.endswith(f"[steps=30]/s{c.seed} [smoke]") for c in plan.cells)
     with pytest.raises(ConfigError, match=r"^--set: .*unknown key 'stepz'"):
         plan_grid("smoke", overrides={"stepz": 30})
 
