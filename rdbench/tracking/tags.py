@@ -8,6 +8,8 @@ On every cell run (the report and the MLflow UI group by them):
 * ``rdbench.config_hash``: hash of everything that shaped the result (skip-finished)
 * ``rdbench.error``: the one-line error of a FAILED or KILLED run
 * ``mlflow.source.git.commit``: the commit of the rdbench checkout, when known
+* ``mlflow.source.name``: the command and its first argument (``rdbench grid smoke``: no ``/``,
+  as the MLflow UI shows what follows the last one); ``rdbench.command``: the whole command line
 
 On a grid's parent: ``rdbench.grid`` (the grid file's name) and ``rdbench.grid_file``;
 ``rdbench.study_name`` (the grid file's name, or ``--name``) and ``rdbench.study_id`` (a
