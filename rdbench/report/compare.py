@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from rdbench.report.publish import Report
-from rdbench.report.table import QUANTITIES, SYSTEM_NAMES, _fmt
+from rdbench.report.table import QUANTITIES, SYSTEM_NAMES, format_value
 
 COMPARED = (QUANTITIES[2], QUANTITIES[3], QUANTITIES[0], QUANTITIES[1])  # R and R_final first
 KEYS = ["system", "variant", "profile"]
@@ -54,12 +54,12 @@ def compare_markdown(frame: pd.DataFrame, a_title: str, b_title: str) -> str:
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for _, r in frame.iterrows():
         cells = [SYSTEM_NAMES.get(r["system"], r["system"]), r["variant"], r["profile"],
-                 _fmt(_int(r["n_seeds A"])), _fmt(_int(r["n_seeds B"]))]
+                 format_value(_int(r["n_seeds A"])), format_value(_int(r["n_seeds B"]))]
         for q in COMPARED:
-            cells += [_fmt(r[f"{q} A"], r[f"{q} A std"]), _fmt(r[f"{q} B"], r[f"{q} B std"])]
+            cells += [format_value(r[f"{q} A"], r[f"{q} A std"]), format_value(r[f"{q} B"], r[f"{q} B std"])]
             delta = r[f"Δ{q}"]
             cells.append(f"only in {r['in']}" if r["in"] != "both" else
-                         f"{_fmt(delta, signed=True)} ({_pct(r[f'Δ{q} %'])})")
+                         f"{format_value(delta, signed=True)} ({_pct(r[f'Δ{q} %'])})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

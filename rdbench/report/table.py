@@ -209,7 +209,8 @@ def display_columns(table: pd.DataFrame, part: str = "paper") -> list[tuple[str,
     return cols
 
 
-def _fmt(value: Any, std: Any = None, signed: bool = False, pm: str = " ± ") -> str:
+def format_value(value: Any, std: Any = None, signed: bool = False, pm: str = " ± ") -> str:
+    """A table cell: ``1.0105 ± 0.0003`` (4 decimals; ``signed``: ``+0.0011``), an integer as is, ``–`` for none."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if isinstance(value, (int, np.integer)):
@@ -234,7 +235,7 @@ def display_rows(table: pd.DataFrame, part: str = "paper", pm: str = " ± ") -> 
             if head.startswith("Δ") and not bool(r.get("comparable", True)):
                 cells.append(NOT_COMPARABLE)
                 continue
-            cells.append(_fmt(r.get(value), r.get(std) if std else None, signed=head.startswith("Δ"), pm=pm))
+            cells.append(format_value(r.get(value), r.get(std) if std else None, signed=head.startswith("Δ"), pm=pm))
         body.append(cells)
     return header, body
 
@@ -260,7 +261,7 @@ def summary_markdown(table: pd.DataFrame) -> str:
     for _, r in table.iterrows():
         lines.append("| " + " | ".join([
             SYSTEM_NAMES.get(r["system"], r["system"]), r["variant"], r["profile"], str(r["n_seeds"]),
-            _fmt(r["R"], r["R_std"]), _fmt(r["R_paper"]), _fmt(r["R_final"], r["R_final_std"]), _fmt(r["R_final_paper"]),
+            format_value(r["R"], r["R_std"]), format_value(r["R_paper"]), format_value(r["R_final"], r["R_final_std"]), format_value(r["R_final_paper"]),
         ]) + " |")
     note = comparability_note(table)
     return "\n".join(lines) + (f"\n\n*{note}*" if note else "") + "\n"
