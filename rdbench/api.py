@@ -277,16 +277,17 @@ def _grid_file(path_or_dict: str | Path | Mapping[str, Any], name: str | None) -
 
 
 def plan_study(grid_file: str | Path, only: Sequence[str] = (), settings: Mapping[str, Any] | None = None,
-               ctx: Any = None) -> StudyPlan:
+               ctx: Any = None, name: str | None = None) -> StudyPlan:
     """Load, validate and resolve a grid file's cells and phase maps (``--only`` leaves out the maps),
-    and check that they fit the device's memory: any problem is a ConfigError before a run exists."""
+    and check that they fit the device's memory: any problem is a ConfigError before a run exists.
+    ``name`` names the study (default: the grid file's name)."""
     from rdbench.phase.plan import plan_grid_maps
     from rdbench.study.grid import plan_grid
     from rdbench.study.runner import check_memory
 
     ctx = ctx or run_context()
     settings = dict(settings or {})
-    plan = plan_grid(grid_file, only, settings)
+    plan = plan_grid(grid_file, only, settings, name=name)
     maps = [] if only else plan_grid_maps(plan, settings, ctx.device)  # --only picks cells
     check_memory(plan.cells, ctx.device)
     return StudyPlan(plan, maps, ctx, settings)
@@ -351,7 +352,7 @@ def grid(path_or_dict: str | Path | Mapping[str, Any], executor: str = "in-proce
     """
     ctx = run_context(device, data_dir, resume, fresh, progress)
     with _grid_file(path_or_dict, name) as grid_file:
-        planned = plan_study(grid_file, only, settings, ctx)
+        planned = plan_study(grid_file, only, settings, ctx, name=name)
         client, _ = open_tracking(tracking_uri)
         with executor_for(executor, address, workers, client.tracking_uri) as runner:
             result = run_study(planned, runner, experiment, force=force or fresh, on_report=on_report)

@@ -94,6 +94,21 @@ def set_command(args: list[str]) -> None:
     _command = ["rdbench", *args]
 
 
+def source_name() -> str:
+    """``rdbench grid smoke``: the command and its first argument (a path as its file's stem), without a
+    ``/`` (the MLflow UI's Source column shows what follows the last one: ``nodata``, ``smoke.yaml``).
+    The whole command line is :func:`command_line`."""
+    args = _command or [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    words = [Path(args[0]).name]
+    for arg in args[1:]:
+        if arg.startswith("-"):
+            break
+        words.append(Path(arg).stem if "/" in arg or arg.endswith((".yaml", ".yml", ".py")) else arg)
+        if len(words) == 3:  # rdbench, the subcommand, its first argument
+            break
+    return " ".join(w.replace("/", "_") for w in words)
+
+
 def command_line(limit: int = 500) -> str:
     """``rdbench run rd --case spot``: the command that made a run (the MLflow UI's Source column)."""
     if _command is not None:

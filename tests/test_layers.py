@@ -19,20 +19,21 @@ BELOW: dict[str, set[str]] = {
     "__main__": {"cli"},
     "cli": {"commands"},
     "commands": {"api", "study", "phase", "report", "bench", "container", "tracking", "systems", "balance", "config",
-                 "provenance", "processes", "progress"},
-    "api": {"study", "phase", "report", "tracking", "systems", "balance", "config", "provenance", "progress"},
+                 "provenance", "processes", "progress", "plots"},
+    "api": {"study", "phase", "report", "tracking", "systems", "balance", "config", "provenance", "progress", "plots"},
     "study": {"tracking", "systems", "balance", "config", "provenance"},
-    "phase": {"study", "tracking", "systems", "balance", "config", "provenance"},  # maps over (F, k)
-    "report": {"tracking", "config", "provenance"},  # the report reads the store, never a system
+    "phase": {"study", "tracking", "systems", "balance", "config", "provenance", "plots"},  # maps over (F, k)
+    "report": {"tracking", "config", "provenance", "plots"},  # the report reads the store, never a system
     "bench": {"study", "tracking", "systems", "balance", "config", "provenance", "processes"},  # bench ray times a grid
     "container": {"config", "provenance"},  # no torch, no MLflow: fails fast without an engine
     "tracking": {"balance", "config", "provenance", "processes"},
-    "systems": {"balance", "config"},  # systems never import MLflow: they log through the Recorder
+    "systems": {"balance", "config", "plots"},  # systems never import MLflow: they log through the Recorder
     "balance": set(),
     "config": set(),
     "provenance": set(),
     "processes": set(),
     "progress": set(),  # timestamped progress lines off a terminal: standard library only
+    "plots": set(),  # what figures share: the undefined colour, coinciding series
 }
 # The package rdbench.phase is also the public function rdbench.phase(...): its __init__ forwards a call to
 # rdbench.api.phase, the one import that points up (a call, never at import time).

@@ -12,7 +12,7 @@ def test_mlflow_run_rd_logs_into_its_own_run_with_every_setting_as_a_param(exper
     assert len(runs) == 1, "rdbench must log into the run mlflow run created, not a second one"
     (run,) = runs
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "rd/spot[feed=0.03,steps=40]/seed=0 [smoke]"  # rdbench's name, not MLflow's
+    assert run.info.run_name == "rd/spot[feed=0.03,steps=40]/s0 [smoke]"  # rdbench's name, not MLflow's
     assert run.data.params["feed"] == "0.03" and run.data.params["steps"] == "40"
     assert run.data.params["grid_size"] == "32"  # resolved from the profile, logged with its value
     assert "''" not in run.data.params.values()
@@ -31,8 +31,8 @@ def test_mlflow_run_without_an_experiment_lands_in_rdbench_and_leaves_a_pointer(
                cwd=tmp_path)
     client = mlflow.MlflowClient(uri)
     (run,) = runs_of(client, "rdbench")
-    assert run.info.status == "FINISHED" and run.info.run_name == "lstm/sine/seed=0 [smoke]"
+    assert run.info.status == "FINISHED" and run.info.run_name == "lstm/sine/s0 [smoke]"
     (pointer,) = runs_of(client, "Default")
-    assert pointer.info.run_name == "mlflow run -> rdbench/lstm/sine/seed=0 [smoke]"
+    assert pointer.info.run_name == "mlflow run -> rdbench/lstm/sine/s0 [smoke]"
     assert pointer.data.tags["rdbench.results_in"] == f"rdbench:{run.info.run_id}"
     assert run.info.run_id in pointer.data.tags["mlflow.note.content"]

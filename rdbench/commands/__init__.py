@@ -23,6 +23,7 @@ import click
 # subcommand -> "module:attribute" of its click command, imported on first use
 COMMANDS = {
     "bench": "rdbench.commands.bench:bench",
+    "compare": "rdbench.commands.table:compare",
     "container": "rdbench.commands.container:container",
     "figures": "rdbench.commands.figures:figures",
     "grid": "rdbench.commands.grid:grid",

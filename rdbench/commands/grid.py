@@ -30,9 +30,12 @@ from rdbench.commands.output import Announcer, print_report
         "  rdbench grid quick --only ddpm/mnist    # one row of the quick grid\n\n"
         "  rdbench grid paper --only 'rd/*' --force\n\n"
         "  rdbench grid paper --executor ray       # each batch a Ray task (docs/scale-out.md)\n\n"
+        "  rdbench grid quick --name baseline      # a named study (`rdbench compare A B`: two side by side)\n\n"
         "A cell whose identical resolved config already has a FINISHED run in the\n"
         "experiment is skipped (its run is reused); --force reruns it. The grid's phase\n"
-        "maps (its `phase:` entries) run after its cells, unless --only is given."
+        "maps (its `phase:` entries) run after its cells, unless --only is given. A run\n"
+        "of part of a grid (--only, --set) is marked partial: `table` and `figures`\n"
+        "read it only when given its --parent."
     ),
 )
 @click.argument("grid_file")
@@ -40,6 +43,8 @@ from rdbench.commands.output import Announcer, print_report
     click.option("--only", multiple=True, metavar="PATTERN",
                  help="Run only the matching cells: ddpm, ddpm/mnist, 'rd/*', rd/spot/seed=1. Repeatable."),
     click.option("--force", is_flag=True, help="Rerun cells that already have a FINISHED run."),
+    click.option("--name", default=None, metavar="NAME",
+                 help="Name the study (default: the grid file's name); `table` and `figures` show it."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting in every cell. Repeatable."),
     device_option,
     experiment_option,
@@ -57,7 +62,8 @@ from rdbench.commands.output import Announcer, print_report
     click.option("--workers", default=None, type=click.IntRange(min=1),
                  help="--executor ray without --address: CPUs of the local Ray instance. Default: every CPU."),
 )
-def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, fresh, report, out_dir, log_scale,
+def grid(grid_file, only, force, name, sets, device, experiment, data_dir, resume, fresh, report, out_dir,
+         log_scale,
          executor, address, workers) -> None:
     """Run the grid GRID_FILE (conf/paper.yaml, quick, offline, smoke...) as one parent MLflow run.
 
@@ -67,12 +73,13 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, fre
     """
     import rdbench.api as api
     from rdbench.commands.phase import run_map
+    from rdbench.study.execution import study_id
     from rdbench.study.runner import failure_summary
     from rdbench.tracking.ui import compare_url, grid_view
 
     ctx = run_context(device, data_dir, resume, fresh)
     with one_line_errors():
-        planned = api.plan_study(grid_file, only, parse_sets(sets), ctx)
+        planned = api.plan_study(grid_file, only, parse_sets(sets), ctx, name=name)
     plan = planned.grid
     client = open_tracking()
     with one_line_errors(), api.executor_for(executor, address, workers, client.tracking_uri) as runner:
@@ -81,7 +88,9 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, fre
         with one_line_errors(*store_errors()):
             result = api.run_study(planned, runner, experiment, force=force or fresh,
                                    on_report=Announcer(len(plan.cells)))
-    click.echo(f"grid {plan.name}: {result.summary()}; parent run {result.parent_run_id}")
+    partial = f", partial: {plan.partial}" if plan.partial else ""
+    click.echo(f"grid {plan.name}: {result.summary()}; parent run {result.parent_run_id} "
+               f"(study {plan.study!r} [{study_id(result.parent_run_id)}]{partial})")
     click.echo(f"compare the cells: `mlflow ui --backend-store-uri {client.tracking_uri}`, "
                f"then {compare_url(result.experiment_id, view=grid_view(result.parent_run_id))}")
     if report and (result.count("FINISHED") or result.count("SKIPPED")):

@@ -156,6 +156,14 @@ def run_context(device: str, data_dir: str | None, resume: bool = True, fresh: b
         return context(device, data_dir, resume, fresh, progress=progress_bar)
 
 
+def one_parent(parent_run_ids: Sequence[str], command: str) -> str | None:
+    """The one ``--parent`` of a command that reports on a single study (None: the latest)."""
+    if len(parent_run_ids) > 1:
+        raise CliError(f"`rdbench {command}` takes one --parent, got {len(parent_run_ids)}; "
+                       "compare two studies with `rdbench compare A B` (or `rdbench table --parent A --parent B`)")
+    return parent_run_ids[0] if parent_run_ids else None
+
+
 def options(*decorators: Callable) -> Callable:
     """Apply click option decorators in the order written (the first is listed first in --help)."""
 
@@ -184,13 +192,14 @@ settings_option = click.option(
     help="Several settings in one argument, separated by spaces ('none': none); what the MLproject passes.",
 )
 out_option = click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, help="Where files are written.")
-log_scale_option = click.option("--log-scale", is_flag=True, help="Fig. 2 with a logarithmic R_t axis.")
+log_scale_option = click.option("--log-scale", is_flag=True, help="Fig. 2 and Fig. 3 with a logarithmic R axis.")
 
 # Which cell runs `table` and `figures` report on, where the files go.
 selection_options = options(
     experiment_option,
-    click.option("--parent", "parent_run_id", default=None, metavar="RUN_ID",
-                 help="A grid's parent run. Default: the latest grid run of the experiment."),
+    click.option("--parent", "parent_run_ids", multiple=True, metavar="RUN_ID",
+                 help="A grid's parent run (its run id or its study's short id). Default: the latest grid run "
+                      "of the experiment that ran its whole grid. `table` takes two, to compare them."),
     click.option("--all-cells", is_flag=True,
                  help="Every cell of the experiment (the latest run of each config) instead of one grid."),
     out_option,

@@ -79,8 +79,10 @@ def print_report(
     client = open_tracking()
     with one_line_errors():  # what rdbench.table() returns is this report's table
         report = api.build_report(parent_run_id, experiment=experiment, all_cells=all_cells, published=published_path)
+    if report.selection.partial:
+        click.echo(f"note: a partial run of its grid ({report.selection.partial})")
     if table:
-        click.echo(f"\nTable 1 from {report.selection.description}, experiment {report.selection.experiment!r}:")
+        click.echo(f"\nTable 1 from {report.selection.description}:")
         click.echo(to_markdown(report.table))
         for _, cell in report.left_out.iterrows():
             click.echo(f"  not in the table: {cell['run_name']} {cell['status']}: {cell['error'] or ''}")
@@ -90,3 +92,23 @@ def print_report(
     click.echo("wrote " + ", ".join(str(p) for p in report.files))
     if report.logged_to:
         click.echo(f"logged to the parent run {report.logged_to}")
+
+
+def print_comparison(parents: tuple[str, str], out_dir: str | Path, *, log: bool = True,
+                     published_path: str | Path | None = None) -> None:
+    """Two studies side by side (``rdbench compare A B``): printed, written to ``out_dir``, logged to both."""
+    from rdbench.report.compare import write_comparison
+    from rdbench.report.publish import build_report
+    from rdbench.report.selection import select_runs
+
+    client = open_tracking()
+    with one_line_errors():
+        a, b = (build_report(select_runs(client, parent_run_id=p), published_path) for p in parents)
+    if a.selection.parent_run_id == b.selection.parent_run_id:
+        raise CliError(f"--parent {parents[0]} and {parents[1]} are the same study; compare two different ones")
+    with one_line_errors(OSError):
+        text, paths = write_comparison(client, a, b, out_dir, log=log)
+    click.echo(f"\nTable 1 of two studies side by side (Δ: B - A):\n{text}")
+    click.echo("wrote " + ", ".join(str(p) for p in paths))
+    if log:
+        click.echo(f"logged to the parent runs {a.selection.parent_run_id} and {b.selection.parent_run_id}")

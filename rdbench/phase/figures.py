@@ -19,8 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from rdbench.phase.labels import LABELS  # noqa: E402
+from rdbench.plots import UNDEFINED_LABEL, undefined_colour  # noqa: E402
 
 HEATMAPS = {  # file stem -> (column of the per-(F, k) summary, colour bar label, colour map)
     "heatmap_R": ("R_mean", "R (Eq. 18), mean over seeds", "coolwarm"),
@@ -76,17 +78,29 @@ def heatmap(summary: pd.DataFrame, column: str, title: str, cmap: str,
             lo, hi = 10**-span, 10**span
         norm = LogNorm(lo, hi if hi > lo else lo * 10)
     fig, ax = plt.subplots(figsize=(7.5, 6))
-    colours = plt.get_cmap(cmap).with_extremes(bad="lightgrey")
     masked = np.ma.masked_where(~np.isfinite(values) | (values <= 0), values)
-    image = ax.imshow(masked, origin="lower", aspect="auto", cmap=colours, norm=norm,
+    image = ax.imshow(masked, origin="lower", aspect="auto", cmap=_with_undefined(cmap), norm=norm,
                       extent=(*_extent(kills), *_extent(feeds)), interpolation="nearest")
     fig.colorbar(image, ax=ax, label=title)
     _mark(ax, marked)
+    _undefined_legend(ax, cmap, int(np.ma.count_masked(masked)), masked.size)
     ax.set_xlabel("kill rate k")
     ax.set_ylabel("feed rate F")
-    ax.set_title(f"{title} (grey: diverged or undefined)", fontsize=10)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _with_undefined(cmap: str):
+    """``cmap`` with its undefined (masked) points in a colour outside its scale (:func:`~rdbench.plots.undefined_colour`)."""
+    return plt.get_cmap(cmap).with_extremes(bad=undefined_colour(cmap))
+
+
+def _undefined_legend(ax, cmap: str, count: int, total: int) -> None:
+    """Name the undefined colour under the axes (always, so that a map without one says it has none)."""
+    patch = Patch(facecolor=undefined_colour(cmap), edgecolor="0.3", label=f"{UNDEFINED_LABEL}: {count} of {total} points",
+                  gid="undefined")
+    ax.legend(handles=[patch], loc="upper left", bbox_to_anchor=(0.0, -0.1), frameon=False, fontsize=9)
 
 
 def mosaic(points: pd.DataFrame, tiles: np.ndarray, marked: Mapping[str, tuple[float, float]]) -> plt.Figure:
@@ -100,14 +114,14 @@ def mosaic(points: pd.DataFrame, tiles: np.ndarray, marked: Mapping[str, tuple[f
         canvas[i * tile : (i + 1) * tile, j * tile : (j + 1) * tile] = tiles[int(row["point"])][::-1]
     size = min(14.0, max(6.0, 1.0 + 0.35 * max(len(feeds), len(kills))))
     fig, ax = plt.subplots(figsize=(size * 1.15, size))
-    colours = plt.get_cmap("magma").with_extremes(bad="lightgrey")
-    image = ax.imshow(np.ma.masked_invalid(canvas), origin="lower", aspect="auto", cmap=colours,
+    image = ax.imshow(np.ma.masked_invalid(canvas), origin="lower", aspect="auto", cmap=_with_undefined("magma"),
                       extent=(*_extent(kills), *_extent(feeds)), interpolation="nearest")
     fig.colorbar(image, ax=ax, label="final v")
     _mark(ax, marked)
+    _undefined_legend(ax, "magma", sum(bool(np.isnan(tiles[int(p)]).any()) for p in first["point"]), len(first))
     ax.set_xlabel("kill rate k")
     ax.set_ylabel("feed rate F")
-    ax.set_title("final v at every (F, k) (grey: diverged)", fontsize=10)
+    ax.set_title("final v at every (F, k)", fontsize=10)
     fig.tight_layout()
     return fig
 

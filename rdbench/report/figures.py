@@ -16,7 +16,11 @@
 * Fig. 3: the final value of R_t per system and case as bars (mean over seeds),
   each seed as a dot and the published value as a black diamond; the mean's value
   is written above the highest of the bar, its dots and its diamond, in dark text
-  with a white outline, so it collides with neither.
+  with a white outline, so it collides with neither. ``--log-scale`` puts it on a
+  log axis too.
+* Series that coincide (cases of one panel, or controls in every row of a system) are
+  drawn once, the legend naming them all (:mod:`rdbench.plots`); the title note (the
+  study, its profile, the seeds of each row) is wrapped to the figure's width.
 
 This module reads only the store (through the cells frame and the client's metric
 history) and never imports a system.
@@ -24,6 +28,7 @@ history) and never imports a system.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,8 +45,9 @@ from matplotlib import patheffects  # noqa: E402
 from matplotlib import ticker as mticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from rdbench.plots import merge_coinciding  # noqa: E402
 from rdbench.report.published import Published  # noqa: E402
-from rdbench.report.table import SYSTEM_NAMES, control_names, row_keys  # noqa: E402
+from rdbench.report.table import SYSTEM_NAMES, control_names, row_keys, row_name  # noqa: E402
 from rdbench.tracking.runs import NORMALISED_STEPS  # noqa: E402
 
 FIGURE_FILES = ("fig2_R_t", "fig3_R_final")
@@ -51,10 +57,15 @@ BALANCE_SPAN = 4.0  # a panel takes in R_t = 1 if its data still fill 1/4 of the
 CONTROL_LOG_RATIO = 20.0  # a controls panel is drawn on a log axis when its lines span more than this factor
 CONTROL_STYLES = ("--", (0, (1, 1)), (0, (4, 1, 1, 1)), (0, (6, 2)))
 VALUE_LABEL_GAP = 4  # points between Fig. 3's highest marker of a bar and its value label
+TITLE_CHARS_PER_INCH = 12  # a title note is wrapped to the figure's width at this many characters per inch
+LOG_HEADROOM = 1.6  # Fig. 3 on a log axis: the top of the axis at this factor above the highest marker
 
 
-def row_name(system: str, variant: str) -> str:
-    return f"{SYSTEM_NAMES.get(system, system)} {variant}"
+def title(text: str, note: str, width_in: float) -> str:
+    """``text``, then ``note`` wrapped to the figure's width (a long study note is never cut off)."""
+    if not note:
+        return text
+    return text + "\n" + textwrap.fill(note, width=max(40, int(TITLE_CHARS_PER_INCH * width_in)))
 
 
 def r_t_frame(client, cells: pd.DataFrame, points: int = TIME_POINTS, prefix: str = "") -> pd.DataFrame:
@@ -142,15 +153,22 @@ def _legend(ax: plt.Axes, title: str | None = None, **kwargs: Any) -> None:
 
 
 def _model_panel(ax: plt.Axes, series: pd.DataFrame, palette: dict[str, tuple], log_scale: bool) -> None:
-    """One system's cases (mean over seeds, seeds' range as a band), the y range set by them alone."""
+    """One system's cases (mean over seeds, seeds' range as a band), the y range set by them alone.
+
+    Cases whose means coincide (:func:`~rdbench.plots.merge_coinciding`) are drawn once, as the
+    first of them, and the legend names them all (``RD spot = RD stripe (identical)``)."""
     values, banded = [], False
+    stats = {row: _mean_and_range(part) for row, part in series.groupby("row", sort=False)}
+    labels = merge_coinciding({row: s[1] for row, s in stats.items()})
     for row, part in series.groupby("row", sort=False):
-        t, mean, low, high = _mean_and_range(part)
+        if row not in labels:
+            continue
+        t, mean, low, high = stats[row]
         if part["seed"].nunique() > 1:
             ax.fill_between(t, low, high, color=palette[row], alpha=0.25, linewidth=0, gid=f"band:{row}")
             values += [low, high]
             banded = True
-        ax.plot(t, mean, color=palette[row], linewidth=1.6, label=row, gid=row)
+        ax.plot(t, mean, color=palette[row], linewidth=1.6, label=labels[row], gid=row)
         values.append(mean)
     if log_scale:
         _log_axis(ax)
@@ -172,15 +190,21 @@ def _controls_panel(
         t, mean, _, _ = _mean_and_range(series[series["row"] == row])
         ax.plot(t, mean, color=palette[row], linewidth=0.9, alpha=0.7, gid=f"reference:{row}")
     handles = [Line2D([], [], color="0.3", linewidth=0.9, label="model (mean)")]
-    for k, (name, frame) in enumerate(controls.items()):
+    means = {name: {row: _mean_and_range(part)[:2] for row, part in frame[frame["row"].isin(rows)]
+                    .groupby("row", sort=False)} for name, frame in controls.items()}
+    means = {name: by_row for name, by_row in means.items() if by_row}
+    # controls that coincide in every row of this system are drawn once, the legend naming them all
+    labels = merge_coinciding({name: np.concatenate([by_row[r][1] if r in by_row else np.full(1, np.nan)
+                                                     for r in rows]) for name, by_row in means.items()})
+    for k, (name, by_row) in enumerate(means.items()):
+        if name not in labels:
+            continue
         style = CONTROL_STYLES[k % len(CONTROL_STYLES)]
-        mine = frame[frame["row"].isin(rows)]
-        for row, part in mine.groupby("row", sort=False):
-            t, mean, _, _ = _mean_and_range(part)
+        for row, (t, mean) in by_row.items():
             ax.plot(t, mean, color=palette[row], linewidth=1.1, linestyle=style, gid=f"control:{row}:{name}")
             drawn.append(mean)
-        if len(mine):
-            handles.append(Line2D([], [], color="0.3", linewidth=1.1, linestyle=style, label=name))
+        handles.append(Line2D([], [], color="0.3", linewidth=1.1, linestyle=style, label=labels[name],
+                              gid=f"legend:{name}"))
     values = np.concatenate(drawn) if drawn else np.array([1.0])
     positive = values[np.isfinite(values)]
     if log_scale or (positive.min() > 0 and positive.max() / positive.min() > CONTROL_LOG_RATIO):
@@ -229,8 +253,8 @@ def figure_2(
     for ax in axes[-1]:
         ax.set_xlim(0, 1)
         ax.set_xlabel("normalised time t = step / last step")
-    fig.suptitle("Fig. 2: Dynamic Balance Ratio R_t = M_react,t / M_diff,t"
-                 + (f"\n{title_note}" if title_note else ""))
+    fig.suptitle(title("Fig. 2: Dynamic Balance Ratio R_t = M_react,t / M_diff,t", title_note,
+                       fig.get_figwidth()))
     return fig
 
 
@@ -245,10 +269,11 @@ def final_frame(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure_3(
-    finals: pd.DataFrame, published: Published, title_note: str = ""
+    finals: pd.DataFrame, published: Published, title_note: str = "", log_scale: bool = False
 ) -> plt.Figure:
     """Final R_t per row as bars (mean over seeds), seeds as dots, published values marked, the mean written
-    above the highest of them (annotations with gid ``value:<row>``)."""
+    above the highest of them (annotations with gid ``value:<row>``). ``log_scale``: a logarithmic R axis,
+    so that one large row (RD's R_final can reach 30 in short runs) does not flatten the others."""
     rows = list(dict.fromkeys(finals["row"]))
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 3.0), 5.2), layout="constrained")
@@ -276,19 +301,27 @@ def figure_3(
     means = finals.groupby("row")["R_final"].mean().reindex(rows).to_numpy(dtype=float, copy=True)
     for x, y in zip(xs, ys, strict=True):
         tops[x] = max(tops[x], y)
+    if log_scale:
+        _log_axis(ax)
     for i, (top, mean) in enumerate(zip(tops, means, strict=True)):
         ax.annotate(
             f"{mean:.3f}", (i, max(top, mean, 0.0)), xytext=(0, VALUE_LABEL_GAP + 3), textcoords="offset points",
             ha="center", va="bottom", fontsize=8, fontweight="bold", color="0.1", gid=f"value:{rows[i]}",
             path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")], zorder=6,
         )
-    low = min(0.0, float(np.nanmin(finals["R_final"])))
     high = max(float(np.nanmax(tops)), 1.0)
-    ax.set_ylim(low, high + 0.16 * (high - low))  # room for the value labels above the highest markers
+    if log_scale:  # bars rise from the bottom of the axis; room above for the value labels, in decades
+        values = finals["R_final"].to_numpy(dtype=float)
+        low = min(float(np.nanmin(values[values > 0])) if (values > 0).any() else 1.0, 1.0) / LOG_HEADROOM
+        ax.set_ylim(low, high * LOG_HEADROOM)
+    else:
+        low = min(0.0, float(np.nanmin(finals["R_final"])))
+        ax.set_ylim(low, high + 0.16 * (high - low))  # room for the value labels above the highest markers
     ax.axhline(1.0, color="0.3", linewidth=0.9, linestyle=":", label="R = 1 (balance)")
     ax.set_xlabel("system / case")
-    ax.set_ylabel("final R_t (t = 1)")
-    ax.set_title("Fig. 3: final value of the Dynamic Balance Ratio" + (f"\n{title_note}" if title_note else ""))
+    ax.set_ylabel("final R_t (t = 1)" + (" (log)" if log_scale else ""))
+    # over the whole figure, as Fig. 2's (the axes leave room for the legend: a title over them alone is cut)
+    fig.suptitle(title("Fig. 3: final value of the Dynamic Balance Ratio", title_note, fig.get_figwidth()))
     ax.tick_params(axis="x", labelrotation=30)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
@@ -319,7 +352,7 @@ def draw_figures(
     series = r_t_frame(client, cells)
     fig2 = figure_2(series, log_scale=log_scale, title_note=title_note,
                     controls=control_frames(client, cells) if controls else None)
-    fig3 = figure_3(final_frame(cells), published, title_note=title_note)
+    fig3 = figure_3(final_frame(cells), published, title_note=title_note, log_scale=log_scale)
     paths = save_figure(fig2, out_dir, FIGURE_FILES[0]) + save_figure(fig3, out_dir, FIGURE_FILES[1])
     plt.close(fig2)
     plt.close(fig3)

@@ -36,7 +36,7 @@ SYSTEM_NAMES = {"rd": "RD", "lstm": "LSTM", "ddpm": "DDPM"}
 CONTROL_KEY = re.compile(r"^control\.(?P<name>.+)\.R$")
 # e.g. M_diff_closed_form (not RD's M_reaction_u, nor the series logged while training)
 ALTERNATIVE_KEY = re.compile(r"^M_(react|diff)_(?!.*during_training$).+$")
-SEED_SUFFIX = re.compile(r"/seed=\d+( \[[^\]]*\])?$")  # runs from before the rdbench.label tag
+SEED_SUFFIX = re.compile(r"/(seed=|s)\d+( \[[^\]]*\])?$")  # runs from before the rdbench.label tag
 TABLE_FILES = ("table1.csv", "table1.md", "table1.tex")
 
 
@@ -67,6 +67,11 @@ def cells_frame(runs: Sequence[Any]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def row_name(system: str, variant: str) -> str:
+    """``RD spot``: a row's name in the figures and their notes."""
+    return f"{SYSTEM_NAMES.get(system, system)} {variant}"
 
 
 def control_names(columns: Sequence[str]) -> list[str]:
@@ -153,7 +158,7 @@ def _mean_std(values: pd.Series | None) -> tuple[float, float]:
 PARTS = ("paper", "controls")  # the two tables of the Markdown (and terminal) output
 LATEX_PARTS = ("magnitudes", "ratios", "controls")  # the LaTeX tables: each fits a two-column page
 PART_QUANTITIES = {"paper": QUANTITIES, "magnitudes": QUANTITIES[:2], "ratios": QUANTITIES[2:]}
-PART_TITLES = {"magnitudes": "magnitudes M_react and M_diff (Eqs. 12-19)", "ratios": "ratios R and final R_t (Fig. 3)"}
+PART_TITLES = {"magnitudes": "magnitudes M_react and M_diff (Eqs. 12-19)", "ratios": "ratios R and R_final (Fig. 3)"}
 LATEX_PM_COLUMNS = 4  # mean ± std columns per LaTeX table: a wider controls table is split
 NOT_COMPARABLE = "n/c"  # the Δ of a row whose profile is not the paper's, in a table that has paper rows
 
@@ -204,7 +209,8 @@ def display_columns(table: pd.DataFrame, part: str = "paper") -> list[tuple[str,
     return cols
 
 
-def _fmt(value: Any, std: Any = None, signed: bool = False, pm: str = " ± ") -> str:
+def format_value(value: Any, std: Any = None, signed: bool = False, pm: str = " ± ") -> str:
+    """A table cell: ``1.0105 ± 0.0003`` (4 decimals; ``signed``: ``+0.0011``), an integer as is, ``–`` for none."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if isinstance(value, (int, np.integer)):
@@ -229,9 +235,36 @@ def display_rows(table: pd.DataFrame, part: str = "paper", pm: str = " ± ") -> 
             if head.startswith("Δ") and not bool(r.get("comparable", True)):
                 cells.append(NOT_COMPARABLE)
                 continue
-            cells.append(_fmt(r.get(value), r.get(std) if std else None, signed=head.startswith("Δ"), pm=pm))
+            cells.append(format_value(r.get(value), r.get(std) if std else None, signed=head.startswith("Δ"), pm=pm))
         body.append(cells)
     return header, body
+
+
+# The MLflow UI's table view (log_table): R and its spread first, then R_final, the magnitudes and the
+# controls' R; every column stays in table1.csv.
+COMPACT_COLUMNS = ("system", "case", "profile", "n_seeds", "R", "R_std", "R_paper", "R_final", "R_final_std",
+                   "R_final_paper", "M_react", "M_react_std", "M_diff", "M_diff_std", "failed_cells")
+
+
+def compact_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 as the MLflow UI shows it: :data:`COMPACT_COLUMNS` (``case`` is the row's case with any
+    overrides), then ``R <control>`` for each control; the full table is ``table1.csv``."""
+    out = table.assign(case=table["variant"])[[c for c in COMPACT_COLUMNS if c in table or c == "case"]]
+    for name in table.attrs.get("controls", []):
+        out[f"R {name}"] = table[f"control.{name}.R"]
+    return out
+
+
+def summary_markdown(table: pd.DataFrame) -> str:
+    """A short Markdown Table 1 (R, R_final and their spread beside the paper) for a run's description."""
+    lines = ["| system | case | profile | seeds | R | R paper | R_final | R_final paper |", "|---" * 8 + "|"]
+    for _, r in table.iterrows():
+        lines.append("| " + " | ".join([
+            SYSTEM_NAMES.get(r["system"], r["system"]), r["variant"], r["profile"], str(r["n_seeds"]),
+            format_value(r["R"], r["R_std"]), format_value(r["R_paper"]), format_value(r["R_final"], r["R_final_std"]), format_value(r["R_final_paper"]),
+        ]) + " |")
+    note = comparability_note(table)
+    return "\n".join(lines) + (f"\n\n*{note}*" if note else "") + "\n"
 
 
 CONTROLS_TITLE = "Controls and other magnitudes (R of each control, mean ± std over seeds):"
@@ -288,16 +321,48 @@ def _latex_grouped_header(header: list[str], esc: Any) -> list[str]:
     return [" & ".join(top) + r" \\", rules, " & ".join(esc(h) for h in sub) + r" \\"]
 
 
-def to_latex(table: pd.DataFrame, caption: str = "") -> str:
-    """Booktabs tables (need ``\\usepackage{booktabs}``), each a ``table*`` that fits the text width
-    of a two-column page: Table 1's magnitudes, its ratios (each beside the paper, with a
-    footnote when a profile is not comparable with it), then the controls."""
+# The paper's symbols in LaTeX: M_react, M_diff (Eqs. 12-17), R (Eq. 18), R_final and R_t (Eq. 20);
+# a suffix (M_diff_closed_form) becomes words after the symbol.
+LATEX_SYMBOLS = {"M_react": r"M_{\mathrm{react}}", "M_diff": r"M_{\mathrm{diff}}",
+                 "R_final": r"R_{\mathrm{final}}", "R_t": "R_t", "R": "R"}
+SYMBOL = re.compile(r"(?<![A-Za-z0-9_])(Δ?)(M_react|M_diff|R_final|R_t|R)((?:_[A-Za-z]+)*)(?![A-Za-z0-9])")
+LATEX_LABEL = "tab:rdbench-table1"  # each table's \label: this, then its part (magnitudes, ratios, controls)
 
-    def esc(text: str) -> str:
-        text = text.replace("\\", r"\textbackslash{}")
-        for ch in "&%$#_{}":
-            text = text.replace(ch, "\\" + ch)
-        return text.replace("Δ", r"$\Delta$").replace("–", "--").replace("±", r"$\pm$")
+
+def latex_text(text: str) -> str:
+    """``text`` for LaTeX: special characters escaped, the paper's quantities as math symbols
+    (``M_react`` -> ``$M_{\\mathrm{react}}$``, ``M_diff_closed_form`` -> ``$M_{\\mathrm{diff}}$ closed form``)."""
+    out, last = [], 0
+    for match in SYMBOL.finditer(text):
+        out.append(_latex_escape(text[last : match.start()]))
+        suffix = match[3].strip("_").replace("_", " ")
+        delta = r"\Delta " if match[1] else ""
+        out.append(f"${delta}{LATEX_SYMBOLS[match[2]]}$" + (f" {_latex_escape(suffix)}" if suffix else ""))
+        last = match.end()
+    out.append(_latex_escape(text[last:]))
+    return "".join(out)
+
+
+def _latex_escape(text: str) -> str:
+    text = text.replace("\\", r"\textbackslash{}")
+    for ch in "&%$#_{}":
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("Δ", r"$\Delta$").replace("–", "--").replace("±", r"$\pm$")
+
+
+def latex_label(title: str) -> str:
+    """The ``\\label`` of the LaTeX table titled ``title``: ``tab:rdbench-table1-ratios``, ``...-controls-2``."""
+    part = next((p for p, t in PART_TITLES.items() if t == title), "controls")
+    chunk = re.search(r"\((\d+)/\d+\)$", title)
+    return f"{LATEX_LABEL}-{part}" + (f"-{chunk[1]}" if chunk else "")
+
+
+def to_latex(table: pd.DataFrame, caption: str = "") -> str:
+    """Booktabs tables (need ``\\usepackage{booktabs}``), each a ``table*`` with its ``\\label``
+    (:func:`latex_label`) that fits the text width of a two-column page: Table 1's magnitudes, its
+    ratios (each beside the paper, with a footnote when a profile is not comparable with it), then
+    the controls. The paper's quantities are math symbols (:func:`latex_text`)."""
+    esc = latex_text
 
     def esc_cell(text: str) -> str:
         return " $\\pm$ ".join(esc(part) for part in text.split(" $\\pm$ "))
@@ -310,6 +375,7 @@ def to_latex(table: pd.DataFrame, caption: str = "") -> str:
         lines += [
             r"\begin{table*}[t]", r"\centering", r"\small",
             r"\caption{" + esc(text) + "}",
+            r"\label{" + latex_label(title) + "}",
             r"\begin{tabular}{@{}ll" + "r" * (len(header) - 2) + "@{}}", r"\toprule",
             *(_latex_grouped_header(header, esc) if paper else [" & ".join(esc(h) for h in header) + r" \\"]),
             r"\midrule",

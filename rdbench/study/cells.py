@@ -62,9 +62,10 @@ class Cell:
 
     @property
     def run_name(self) -> str:
-        """``rd/spot/seed=0``, and the profile when it is not the paper's: ``rd/spot/seed=0 [smoke]``
-        (a smoke run's R is not comparable with the paper's, and the MLflow UI shows names first)."""
-        base = f"{self.label}/seed={self.seed}"
+        """``rd/spot/s0``, and the profile when it is not the paper's: ``rd/spot/s0 [smoke]`` (a smoke
+        run's R is not comparable with the paper's; the seed is short so that the MLflow UI's run name
+        column, which cuts long names, still shows the profile)."""
+        base = f"{self.label}/s{self.seed}"
         return base if self.profile == PAPER else f"{base} [{self.profile}]"
 
     @property
@@ -74,7 +75,7 @@ class Cell:
     def names(self) -> tuple[str, ...]:
         """What ``--only`` patterns match against: system, system/case, the label, the run name."""
         return (self.system, f"{self.system}/{self.shown_case}", f"{self.system}/{self.case}", self.label,
-                f"{self.label}/seed={self.seed}", self.run_name)
+                f"{self.label}/seed={self.seed}", f"{self.label}/s{self.seed}", self.run_name)
 
     def tags(self) -> dict[str, str]:
         return {

@@ -38,11 +38,32 @@ from rdbench.tracking.tags import (
     TAG_GRID_FILE,
     TAG_HASH,
     TAG_KIND,
+    TAG_NOTE,
     TAG_PARENT,
+    TAG_PARTIAL,
     TAG_RUN_NAME,
     TAG_STUDY,
+    TAG_STUDY_ID,
+    TAG_STUDY_NAME,
 )
 from rdbench.tracking.ui import prepare_ui
+
+STUDY_ID_CHARS = 8  # a study's short id: this many leading characters of its parent's run id
+
+
+def study_id(parent_run_id: str) -> str:
+    """The short id of the study whose parent run is ``parent_run_id`` (``--parent`` takes either)."""
+    return parent_run_id[:STUDY_ID_CHARS]
+
+
+def study_note(plan: GridPlan) -> str:
+    """The parent's description in the MLflow UI: the grid file's ``description``, and what a partial
+    run left out or changed (the report appends a summary of Table 1)."""
+    note = f"**{plan.study}** ({plan.path.name}): {plan.spec.description}"
+    if plan.partial:
+        note += f"\n\n*Partial run* ({plan.partial}): not the whole grid; `rdbench table` and " \
+                "`rdbench figures` read it only when given its `--parent`."
+    return note
 
 
 @dataclass
@@ -107,12 +128,15 @@ def run_grid(
     executor.check(plan.cells, ctx)  # before the parent run exists: bad input leaves nothing behind
     client = tracking_client()
     exp_id = experiment_id(client, experiment)
-    parent_tags = {TAG_KIND: KIND_GRID, TAG_GRID: plan.name, TAG_GRID_FILE: str(plan.path), **device_tags(ctx.device)}
+    parent_tags = {TAG_KIND: KIND_GRID, TAG_GRID: plan.name, TAG_GRID_FILE: str(plan.path), **device_tags(ctx.device),
+                   TAG_STUDY_NAME: plan.study, TAG_NOTE: study_note(plan),
+                   **({TAG_PARTIAL: plan.partial} if plan.partial else {})}
+    name = f"grid:{plan.study}" + (" (partial)" if plan.partial else "")
     if parent_run_id:  # named like a parent rdbench made (MLflow gave it a random name)
-        parent = TrackedRun.adopt(client, parent_run_id, {**parent_tags, TAG_RUN_NAME: f"grid:{plan.name}"})
+        parent = TrackedRun.adopt(client, parent_run_id, {**parent_tags, TAG_RUN_NAME: name})
     else:
-        parent = TrackedRun.create(client, experiment, f"grid:{plan.name}", parent_tags)
-    parent.set_tags({TAG_STUDY: parent.run_id})
+        parent = TrackedRun.create(client, experiment, name, parent_tags)
+    parent.set_tags({TAG_STUDY: parent.run_id, TAG_STUDY_ID: study_id(parent.run_id)})
     prepare_ui(client, exp_id, parent.run_id)
     result = GridResult(parent.run_id, experiment, exp_id)
     start = time.perf_counter()
@@ -126,7 +150,7 @@ def run_grid(
 
     try:
         parent.log_params(
-            {"grid": plan.name, "grid_file": str(plan.path), "cells": len(plan.cells),
+            {"grid": plan.name, "study": plan.study, "grid_file": str(plan.path), "cells": len(plan.cells),
              "force": force, "device": str(ctx.device), "executor": executor.name}
         )
         parent.log_artifact(plan.path, "grid")

@@ -61,12 +61,21 @@ class GridFile(BaseModel):
 
 @dataclass
 class GridPlan:
-    """A grid file resolved into checked cells, in the file's order."""
+    """A grid file resolved into checked cells, in the file's order.
+
+    ``study`` names the study (the grid file's name unless ``--name`` gave one); ``partial``
+    says how a run of part of the grid differs from the whole (``--only``, ``--set``), None
+    for the whole grid as its file says."""
 
     name: str
     path: Path
     spec: GridFile
     cells: list[Cell]
+    study: str = ""
+    partial: str | None = None
+
+    def __post_init__(self) -> None:
+        self.study = self.study or self.name
 
 
 def grid_path(name_or_path: str | Path) -> Path:
@@ -91,12 +100,16 @@ def plan_grid(
     name_or_path: str | Path,
     only: Sequence[str] = (),
     overrides: Mapping[str, Any] | None = None,
+    name: str | None = None,
 ) -> GridPlan:
     """Load, validate and resolve every cell; any problem is a ConfigError before a run exists.
 
     ``only`` keeps the cells matching any of the patterns (``ddpm``, ``ddpm/mnist``,
-    ``rd/*``, ``rd/spot/seed=1``); ``overrides`` (``--set``) apply to every selected cell.
+    ``rd/*``, ``rd/spot/seed=1``); ``overrides`` (``--set``) apply to every selected cell;
+    either makes the plan ``partial``. ``name`` names the study (default: the file's name).
     """
+    if name is not None and not name.strip():
+        raise ConfigError("--name is empty; give the study a name, e.g. --name baseline")
     path, spec = load_grid(name_or_path)
     if not spec.cells and not spec.phase:
         raise ConfigError(f"{path}: 'cells' is empty and there is no 'phase' map; a grid needs at least one")
@@ -115,14 +128,22 @@ def plan_grid(
                 raise ConfigError(f"{here}: cell {cell.run_name} repeats one of {where[cell.config_hash]}")
             where[cell.config_hash] = f"cells[{index}]"
             cells.append(cell)
+    whole = len(cells)
     if only:
         cells = select_cells(cells, only, str(path))
+    dropped = only if len(cells) < whole else ()  # an --only that keeps every cell leaves the grid whole
     if overrides:  # after --only, so a setting of one system need not exist in the others
         try:
             cells = [replan(c, overrides) for c in cells]
         except ConfigError as exc:
             raise ConfigError(f"--set: {exc}") from None
-    return GridPlan(path.stem, path, spec, cells)
+    return GridPlan(path.stem, path, spec, cells, study=(name or "").strip(), partial=partial_note(dropped, overrides))
+
+
+def partial_note(only: Sequence[str], overrides: Mapping[str, Any] | None) -> str | None:
+    """``--only rd/spot; --set steps=20``: how a run differs from its whole grid, or None."""
+    parts = [*(f"--only {p}" for p in only), *(f"--set {k}={v}" for k, v in (overrides or {}).items())]
+    return "; ".join(parts) or None
 
 
 def select_cells(cells: Sequence[Cell], patterns: Sequence[str], source: str) -> list[Cell]:

@@ -46,7 +46,7 @@ class CellReport:
 
 
 def failure_summary(reports: Sequence[CellReport]) -> str | None:
-    """``"2 of 9 cells failed: rd/spot/seed=0: ...; ..."``, or None when none failed."""
+    """``"2 of 9 cells failed: rd/spot/s0: ...; ..."``, or None when none failed."""
     failed = [r for r in reports if r.status in (FAILED, KILLED)]
     if not failed:
         return None

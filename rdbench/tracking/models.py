@@ -7,11 +7,15 @@ MLflow's own kind for it (a local path, an HTTP URL, or code for a generator), s
 ``mlflow.data.get_source`` works on it.
 
 :func:`log_model` logs a :class:`~rdbench.systems.records.ModelRecord` with MLflow's
-pytorch flavour as the model ``model`` of the run (a LoggedModel of the run's
-experiment, linked as the run's output, so ``runs:/<run id>/model`` resolves): the
-pickled module (for ``mlflow.pytorch.load_model``), a signature from the input
-example, the rebuild config in the metadata, and the config and state dict as extra
-files, which is all rdbench reads back (:func:`fetch_model_files`: no unpickling).
+pytorch flavour as a LoggedModel of the run's experiment named after the run's system,
+case and seed (:func:`model_name`, e.g. ``lstm-sine-seed0``), linked as the run's
+output, with the run's params as the model's params (the run then links its final
+metrics to it: :meth:`~rdbench.tracking.runs.TrackedRun.log_metrics`): the pickled
+module (for ``mlflow.pytorch.load_model``), a signature from the input example, the
+rebuild config in the metadata, and the config and state dict as extra files, which is
+all rdbench reads back (:func:`fetch_model_files`: no unpickling). rdbench's
+``--model runs:/<run id>/model`` still finds it (:func:`resolve_model_uri`); MLflow's own
+loaders take ``runs:/<run id>/<model name>`` or the ``models:/m-...`` URI.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import contextlib
 import copy
 import json
 import logging
+import re
 import shutil
 import tempfile
 import warnings
@@ -33,8 +38,20 @@ from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.tracking import MlflowClient
 
 from rdbench.tracking.store import quiet_downloads
+from rdbench.tracking.tags import TAG_CASE, TAG_SEED, TAG_SYSTEM
 
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's tag for what a dataset was used for
+MODEL_ARTIFACT = "model"  # what rdbench's docs and errors call a run's model: runs:/<run id>/model
+UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")  # MLflow refuses / : . % and quotes in model names
+
+
+def model_name(tags: dict[str, str], system: str) -> str:
+    """``lstm-sine-seed0``: a logged model named after its run's system, case and seed (tags of a cell run;
+    a run without them, the system alone), with any character MLflow's model names refuse replaced."""
+    parts = [tags.get(TAG_SYSTEM, system), tags.get(TAG_CASE)]
+    seed = tags.get(TAG_SEED)
+    name = "-".join(p for p in parts if p) + (f"-seed{seed}" if seed is not None else "")
+    return UNSAFE_NAME.sub("_", name).strip("_") or MODEL_ARTIFACT
 
 
 @contextlib.contextmanager
@@ -81,7 +98,8 @@ def log_input(client: MlflowClient, run_id: str, record: Any) -> None:
 
 
 def log_model(client: MlflowClient, run_id: str, record: Any) -> str:
-    """The network as the run's MLflow model ``model``; returns its model URI (``models:/m-...``)."""
+    """The network as the run's MLflow model (named by :func:`model_name`, the run's params as its
+    params); returns its model URI (``models:/m-...``)."""
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
@@ -90,13 +108,15 @@ def log_model(client: MlflowClient, run_id: str, record: Any) -> str:
     run = client.get_run(run_id)
     example = record.input_example
     signature = infer_signature(example, record.example_output())
-    logged = client.create_logged_model(run.info.experiment_id, name="model", source_run_id=run_id,
+    name = model_name(run.data.tags, record.system)
+    logged = client.create_logged_model(run.info.experiment_id, name=name, source_run_id=run_id,
+                                        params=dict(run.data.params),
                                         tags={"rdbench.system": record.system, "mlflow.user": user()})
     with tempfile.TemporaryDirectory() as tmp, quiet():
         files = record.write(Path(tmp))
         info = mlflow.pytorch.log_model(
             copy.deepcopy(record.module).cpu(),  # a CPU copy: mlflow.pytorch.load_model works without a GPU
-            name="model", model_id=logged.model_id, run_id=run_id, signature=signature,
+            name=name, model_id=logged.model_id, run_id=run_id, signature=signature,
             # MLflow's pytorch pyfunc takes one array: a network of several inputs keeps only its signature
             input_example=None if isinstance(example, dict) else example,
             serialization_format="pickle", extra_files=[str(p) for p in files],
@@ -104,6 +124,26 @@ def log_model(client: MlflowClient, run_id: str, record: Any) -> str:
             metadata={"rdbench": {"system": record.system, **record.config}},
         )
     return info.model_uri
+
+
+def resolve_model_uri(uri: str) -> str:
+    """``runs:/<run id>/model`` -> the artifact location of the run's one logged model when the run has
+    no model under that name (a model named after its system, case and seed); any other URI as given.
+    (Not ``models:/<model id>``: MLflow reads a path under that as a registered model's.)"""
+    match = re.fullmatch(r"runs:/([^/]+)/" + MODEL_ARTIFACT + "/?", uri)
+    if not match:
+        return uri
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = MlflowClient().get_run(match[1])
+    except MlflowException:
+        return uri
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if len(outputs) != 1:
+        return uri
+    model = MlflowClient().get_logged_model(outputs[0].model_id)
+    return uri if model.name == MODEL_ARTIFACT else model.artifact_location
 
 
 _cache: dict[str, Path] = {}
@@ -114,6 +154,7 @@ def fetch_model_files(uri: str, files: Sequence[str]) -> Path:
     this process (removed at exit); returns the folder the paths are relative to."""
     import mlflow.artifacts
 
+    uri = resolve_model_uri(uri)
     if uri not in _cache:
         folder = Path(tempfile.mkdtemp(prefix="rdbench-model-"))
         atexit.register(shutil.rmtree, folder, True)

@@ -21,7 +21,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from rdbench.balance import BalanceResult
-from rdbench.provenance import command_line, git_commit, tree_state, user
+from rdbench.provenance import command_line, git_commit, source_name, tree_state, user
 from rdbench.tracking.environment import git_tags, version_tags
 from rdbench.tracking.liveness import HEARTBEAT, owner_tags
 from rdbench.tracking.store import experiment_id, retrying
@@ -30,6 +30,7 @@ from rdbench.tracking.tags import (
     TAG_CHECKPOINT,
     TAG_CHECKPOINT_RUN,
     TAG_CHECKPOINT_STEP,
+    TAG_COMMAND,
     TAG_ERROR,
     TAG_GIT,
     TAG_PARENT,
@@ -46,8 +47,9 @@ NORMALISED_STEPS = 1000  # R_t on normalised time is logged at steps 0..1000
 
 
 def source_tags() -> dict[str, str]:
-    """Who made a run and with what: the MLflow UI's User and Source columns (``create_run`` sets neither)."""
-    return {TAG_USER: user(), TAG_SOURCE_NAME: command_line(), TAG_SOURCE_TYPE: "LOCAL"}
+    """Who made a run and with what: the MLflow UI's User and Source columns (``create_run`` sets neither):
+    the Source a short ``rdbench grid smoke``, the whole command line in ``rdbench.command``."""
+    return {TAG_USER: user(), TAG_SOURCE_NAME: source_name(), TAG_SOURCE_TYPE: "LOCAL", TAG_COMMAND: command_line()}
 
 
 def made_with_tags() -> dict[str, str]:
@@ -67,6 +69,7 @@ class TrackedRun:
     def __init__(self, mlflow_client: MlflowClient, run_id: str):
         self.client = mlflow_client
         self.run_id = run_id
+        self.model_id: str | None = None  # the model this run logged: its later scalar metrics are linked to it
 
     # ------------------------------------------------------------------ creation
 
@@ -142,9 +145,11 @@ class TrackedRun:
             self._log_batch(params=items[i : i + MAX_PARAMS_PER_BATCH])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Scalar metrics (non-finite ones skipped); once the run has logged a model, linked to it too
+        (MLflow's model page then shows them: the final M_react, M_diff, R, R_final, the controls)."""
         now = int(time.time() * 1000)
         items = [
-            Metric(k, float(v), now, step or 0)
+            Metric(k, float(v), now, step or 0, model_id=self.model_id)
             for k, v in metrics.items()
             if v is not None and math.isfinite(float(v))
         ]
@@ -190,10 +195,11 @@ class TrackedRun:
         retrying(lambda: log_input(self.client, self.run_id, dataset))
 
     def log_model(self, model: Any) -> None:
-        """A :class:`~rdbench.systems.records.ModelRecord` as the MLflow model ``model`` of this run."""
+        """A :class:`~rdbench.systems.records.ModelRecord` as this run's MLflow model (named after its
+        system, case and seed); the run's later scalar metrics are linked to it."""
         from rdbench.tracking.models import log_model
 
-        log_model(self.client, self.run_id, model)
+        self.model_id = log_model(self.client, self.run_id, model).removeprefix("models:/")
 
     def note_checkpoint(self, path: str | Path, step: int | None, run_id: str | None) -> None:
         """Tag where the weights this run continued from came from: the checkpoint file, its step and

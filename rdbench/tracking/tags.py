@@ -8,12 +8,19 @@ On every cell run (the report and the MLflow UI group by them):
 * ``rdbench.config_hash``: hash of everything that shaped the result (skip-finished)
 * ``rdbench.error``: the one-line error of a FAILED or KILLED run
 * ``mlflow.source.git.commit``: the commit of the rdbench checkout, when known
+* ``mlflow.source.name``: the command and its first argument (``rdbench grid smoke``: no ``/``,
+  as the MLflow UI shows what follows the last one); ``rdbench.command``: the whole command line
 
 On every run: how it was made (``rdbench.env.*``: Python, torch, MLflow, numpy, CUDA,
 cuDNN, the device and its name; ``rdbench.git.dirty``), and on a DDPM run that continued
 from a checkpoint, ``rdbench.checkpoint.*`` (its file, step and the run that wrote it).
 
-On a grid's parent: ``rdbench.grid`` (the grid's name) and ``rdbench.grid_file``.
+On a grid's parent: ``rdbench.grid`` (the grid file's name) and ``rdbench.grid_file``;
+``rdbench.study_name`` (the grid file's name, or ``--name``) and ``rdbench.study_id`` (a
+short id: the first characters of the parent's run id, which ``--parent`` also takes);
+``rdbench.partial`` on a run of part of a grid (``--only``, ``--set``: what it left out or
+changed), which ``table`` and ``figures`` never pick by default; ``mlflow.note.content``
+(the run's description in the MLflow UI: the grid file's ``description``, then Table 1).
 On a grid's parent and on every run nested under it (its cells, the cells it reuses,
 its phase maps): ``rdbench.study``, the parent's run id, so that one search lists a
 study's parent together with all its runs (the MLflow UI then nests them).
@@ -33,6 +40,9 @@ TAG_HASH = "rdbench.config_hash"
 TAG_ERROR = "rdbench.error"
 TAG_GRID = "rdbench.grid"
 TAG_GRID_FILE = "rdbench.grid_file"
+TAG_STUDY_NAME = "rdbench.study_name"
+TAG_STUDY_ID = "rdbench.study_id"
+TAG_PARTIAL = "rdbench.partial"
 TAG_PHASE_HASH = "rdbench.phase_hash"  # a phase map's config hash: a killed map resumes from its run
 
 TAG_GIT = "mlflow.source.git.commit"
@@ -61,3 +71,6 @@ GIT_DIFF_ARTIFACT = "provenance/git_diff.patch"
 TAG_CHECKPOINT = "rdbench.checkpoint.path"  # the checkpoint file it continued from
 TAG_CHECKPOINT_STEP = "rdbench.checkpoint.step"  # the step that file was at
 TAG_CHECKPOINT_RUN = "rdbench.checkpoint.run_id"  # the run that wrote it (its artifact checkpoints/latest.pt)
+
+TAG_COMMAND = "rdbench.command"  # the whole command line (mlflow.source.name is its short form)
+TAG_NOTE = "mlflow.note.content"  # the run's description (Markdown) in the MLflow UI

@@ -21,7 +21,8 @@ def test_short_simulation_is_tracked(experiment, mlflow_client, runs_of):
     assert p["initial.square_size"] == "6" and p["seed"] == "3" and p["device"] == "cpu"
     assert t["rdbench.system"] == "rd" and t["rdbench.case"] == "stripe" and t["rdbench.profile"] == "smoke"
     assert t["mlflow.user"] and t["mlflow.source.type"] == "LOCAL"  # the UI's User and Source columns
-    assert t["mlflow.source.name"].startswith("rdbench run rd --profile smoke --case stripe")
+    assert t["mlflow.source.name"] == "rdbench run rd"  # no "/": the UI's Source column shows it whole
+    assert t["rdbench.command"].startswith("rdbench run rd --profile smoke --case stripe")
     for key in ("system/cpu_utilization_percentage", "system/process_rss_megabytes",
                 "system/system_memory_usage_megabytes"):  # the UI's System metrics panel
         assert key in m, key
@@ -59,7 +60,7 @@ def test_feed_option_overrides_the_case(experiment, mlflow_client, runs_of):
     assert result.exit_code == 0, result.output
     (run,) = runs_of(mlflow_client, experiment)
     assert run.data.params["feed"] == "0.04"
-    assert run.info.run_name == "rd/spot[feed=0.04]/seed=0 [smoke]"  # the profile, when not the paper's
+    assert run.info.run_name == "rd/spot[feed=0.04]/s0 [smoke]"  # the profile, when not the paper's
 
 
 @pytest.mark.parametrize(
@@ -122,4 +123,4 @@ def test_one_diverging_cell_does_not_fail_its_batch_mates(experiment, mlflow_cli
     statuses = {r.info.run_name: r.info.status for r in runs}
     finished = next(r for r in runs if r.info.status == "FINISHED")
     assert finished.data.metrics["batch_cells"] == 2  # measured in the shared batch, not rerun alone
-    assert statuses == {"rd/spot/seed=0 [smoke]": "FINISHED", "rd/stripe[feed=1000000.0]/seed=0 [smoke]": "FAILED"}
+    assert statuses == {"rd/spot/s0 [smoke]": "FINISHED", "rd/stripe[feed=1000000.0]/s0 [smoke]": "FAILED"}

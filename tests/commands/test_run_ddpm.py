@@ -168,7 +168,7 @@ def test_a_logged_ddpm_reloads_and_remeasures_the_same_r(experiment, mlflow_clie
     (data,) = mlflow_client.get_run(run_id).inputs.dataset_inputs
     assert data.dataset.name == "digits" and data.dataset.source_type == "code" and len(data.dataset.digest) == 16
     assert json.loads(data.dataset.profile)["shape"] == [1797, 1, 32, 32]
-    info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
+    info = mlflow.models.get_model_info(f"runs:/{run_id}/ddpm-digits-seed0")  # named after system, case, seed
     assert [i["name"] for i in info.signature.inputs.to_dict()] == ["x", "t"]
     assert info.metadata["rdbench"]["model"]["channels"] == [8, 16]
 

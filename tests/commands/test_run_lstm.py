@@ -46,7 +46,7 @@ def test_smoke_run_logs_balance_controls_losses_weights_and_plot(experiment, mlf
     assert m["test_loss_final"] == pytest.approx(sorted(test, key=lambda h: h.step)[-1].value)
     assert m["epochs_run"] == 8 and m["test_loss_last_value"] > 0
 
-    weights = mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model/extra_files/state_dict.pt",
+    weights = mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/lstm-vanderpol-seed2/extra_files/state_dict.pt",
                                                   dst_path=str(tmp_path))
     saved = torch.load(weights, weights_only=True)
     assert saved["lstm.weight_hh_l0"].shape == (64, 16)
@@ -125,7 +125,11 @@ def test_a_logged_lstm_reloads_and_remeasures_the_same_r(experiment, mlflow_clie
     assert "sine.freq_min" in params and not any(k.startswith(("lorenz.", "vanderpol.", "solver.", "file."))
                                                   for k in params)
     (output,) = mlflow_client.get_run(run_id).outputs.model_outputs
-    assert mlflow_client.get_logged_model(output.model_id).name == "model"
+    model = mlflow_client.get_logged_model(output.model_id)
+    assert model.name == "lstm-sine-seed0"  # system, case, seed: the UI's Models list tells them apart
+    assert model.params["sine.freq_min"] == params["sine.freq_min"]  # the run's settings on the model's page
+    linked = {m.key: m.value for m in model.metrics}
+    assert all(linked[k] == trained.data.metrics[k] for k in ("R", "M_react", "M_diff", "R_final", "control.shuffled.R"))
 
     result = invoke("run", "lstm", "--dataset", "sine", "--profile", "smoke", "--experiment", experiment,
                     "--device", "cpu", "--model", f"runs:/{run_id}/model")
@@ -137,11 +141,11 @@ def test_a_logged_lstm_reloads_and_remeasures_the_same_r(experiment, mlflow_clie
     assert "train_loss_final" not in m1 and not mlflow_client.get_metric_history(again.info.run_id, "train_loss")
     assert {d.dataset.name for d in mlflow_client.get_run(again.info.run_id).inputs.dataset_inputs} == {"sine/test"}
 
-    # MLflow's own loader gives the same network (it unpickles the module; rdbench never does)
-    module = mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
+    # MLflow's own loader gives the same network (it unpickles the module; rdbench never does), by its name
+    module = mlflow.pytorch.load_model(f"runs:/{run_id}/{model.name}", map_location="cpu")
     x = torch.linspace(-1, 1, 12).reshape(1, 12)
     rebuilt = build_model(16, "normal", 0)
-    saved = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model/extra_files/state_dict.pt")
+    saved = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{model.name}/extra_files/state_dict.pt")
     rebuilt.load_state_dict(torch.load(saved, weights_only=True))
     assert torch.equal(module(x), rebuilt(x))
 

@@ -6,6 +6,7 @@ import itertools
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from matplotlib.patches import Rectangle
@@ -180,25 +181,28 @@ def test_fig3_has_one_bar_per_row_a_dot_per_seed_published_marks_and_the_values(
     plt.close(fig)
 
 
+NOTE = ("study 'smoke' [1a2b3c4d]; profile smoke; seeds per row: 2 (RD spot, RD stripe, LSTM sine), 1 (DDPM digits); "
+        "not drawn, no FINISHED run: DDPM mnist")  # as long as a study's note gets
 FIGURES = {
     "fig2": lambda c, note: figure_2(r_t_frame(c.client, c.cells), title_note=note),
     "fig2-log": lambda c, note: figure_2(r_t_frame(c.client, c.cells), log_scale=True, title_note=note),
     "fig2-controls": lambda c, note: figure_2(r_t_frame(c.client, c.cells), title_note=note,
                                               controls=control_frames(c.client, c.cells)),
     "fig3": lambda c, note: figure_3(final_frame(c.cells), load_published(), title_note=note),
+    "fig3-log": lambda c, note: figure_3(final_frame(c.cells), load_published(), title_note=note, log_scale=True),
 }
 
 
 @pytest.mark.parametrize("which", list(FIGURES))
 def test_figures_are_readable(smoke_cells, which):
     """No text over other text or cut off, no legend over a panel, no real curve flattened, no label over a marker."""
-    fig = FIGURES[which](smoke_cells, "grid 'smoke'; profile smoke; seeds per row: 2, 1")
+    fig = FIGURES[which](smoke_cells, NOTE)
     assert drawn_texts(fig) and text_collisions(fig) == []
     assert cut_off(fig) == []
     assert legends_over_axes(fig) == []
     for ax in panels(fig).values():
         assert flattened(ax, set(smoke_cells.rows)) == []
-    if which == "fig3":
+    if which.startswith("fig3"):
         (ax,) = fig.axes
         renderer = fig.canvas.get_renderer()
         labels = [t for t in ax.texts if str(t.get_gid()).startswith("value:")]
@@ -245,3 +249,131 @@ def test_figures_command_writes_png_and_pdf_and_logs_them(smoke_cells, tmp_path)
                                        "--no-log"])
     assert result.exit_code == 0, result.output
     assert png_width(alone / "fig2_R_t.png") < png_width(tmp_path / "fig2_R_t.png")  # no column of control panels
+
+
+def synthetic_series(curves, seeds=(0,)):
+    """An r_t_frame of made-up rows: ``{row: values over t}``, each row's system from its first word."""
+    t = np.linspace(0.0, 1.0, 11)
+    return pd.DataFrame([{"row": row, "system": row.split(" ")[0].lower(), "seed": seed, "run_id": f"{row}-{seed}",
+                          "t": x, "R_t": y * (1 + 0.01 * seed)} for row, values in curves.items() for seed in seeds
+                         for x, y in zip(t, values(t), strict=True)])
+
+
+def test_coinciding_series_are_drawn_once_and_named_so():
+    curve = lambda t: 1 + 0.3 * np.sin(3 * t)  # noqa: E731
+    series = synthetic_series({"RD spot": curve, "RD stripe": curve, "RD near": lambda t: curve(t) * 1.03,
+                               "RD apart": lambda t: curve(t) * 1.2})  # 3 % apart is not coinciding
+    controls = {name: synthetic_series({"RD spot": lambda t: 0.5 + t, "RD stripe": lambda t: 0.7 + t,
+                                        "RD near": lambda t: 0.6 + t, "RD apart": lambda t: 0.6 + t})
+                for name in ("oracle", "oracle_uniform")}
+    controls["untrained"] = synthetic_series({"RD spot": lambda t: 2 + t})
+    fig = figure_2(series, controls=controls)
+    ax = panels(fig)["rd"]
+    lines = {line.get_gid(): line.get_label() for line in ax.lines if line.get_gid() != "balance"}
+    assert lines == {"RD spot": "RD spot = RD stripe (identical)", "RD near": "RD near", "RD apart": "RD apart"}
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "RD spot = RD stripe (identical)" in legend and "RD stripe" not in legend
+    side = panels(fig, "controls")["rd"]
+    names = {line.get_gid().split(":")[2] for line in side.lines if str(line.get_gid()).startswith("control:")}
+    assert names == {"oracle", "untrained"}  # oracle_uniform lies under oracle: not drawn, named in the legend
+    assert "oracle = oracle_uniform (identical)" in [t.get_text() for t in side.get_legend().get_texts()]
+    plt.close(fig)
+    near = synthetic_series({"LSTM a": curve, "LSTM b": lambda t: curve(t) * 1.004})
+    fig = figure_2(near)
+    (label,) = [line.get_label() for line in panels(fig)["lstm"].lines if line.get_gid() != "balance"]
+    assert label == "LSTM a ≈ LSTM b (within 0.4 %)"
+    plt.close(fig)
+
+
+def test_identical_sweep_variances_are_one_line_named_in_the_legend():
+    from rdbench.systems.ddpm.sweep import fit_exponents, sweep_figure
+
+    rows = []
+    for schedule, scale in (("linear", 1.0), ("cosine", 1.5)):
+        for variance, factor in (("fixed_large", 1.0), ("fixed_small", 1.0 if schedule == "linear" else 1.3)):
+            for t in (50, 250, 1000):
+                r = scale * factor * t ** -0.5
+                rows.append({"schedule": schedule, "variance": variance, "timesteps": t, "R": r,
+                             "mean_beta": 1.0 / t, "mean_sqrt_beta": t ** -0.5})
+    table = pd.DataFrame(rows)
+    fig = sweep_figure(table, fit_exponents(table))
+    measured = [line for line in fig.axes[0].lines if line.get_gid()]
+    assert [line.get_gid() for line in measured] == ["linear:fixed_large", "cosine:fixed_large", "cosine:fixed_small"]
+    assert measured[0].get_label().startswith("linear, fixed_large = fixed_small (identical): R ~ T^-0.500")
+    assert measured[1].get_label().startswith("cosine, fixed_large: ")  # 30 % apart: two lines
+    plt.close(fig)
+
+
+def test_undefined_phase_points_have_a_colour_outside_the_scale_named_in_the_legend():
+    from rdbench.phase.figures import HEATMAPS, heatmap, mosaic
+    from rdbench.plots import UNDEFINED_LABEL, scale_distance
+
+    feeds, kills = np.linspace(0.02, 0.05, 3), np.linspace(0.05, 0.06, 2)
+    summary = pd.DataFrame([{"feed": f, "kill": k, "R_mean": 1.0 + 0.1 * i, "R_final_mean": 1.0,
+                             "abs_R_minus_1_mean": 0.1 * i} for i, (f, k) in enumerate(
+                                 (f, k) for f in feeds for k in kills)])
+    summary.loc[0, ["R_mean", "abs_R_minus_1_mean"]] = np.nan  # a diverged point
+    summary.loc[1, "R_mean"] = 1.0  # R = 1: the centre of coolwarm, light grey, no longer the undefined colour
+    for stem, (column, title, cmap) in HEATMAPS.items():
+        fig = heatmap(summary, column, title, cmap, {"spot": (0.03, 0.055)})
+        ax = fig.axes[0]
+        bad = ax.images[0].get_cmap().get_bad()
+        assert scale_distance(bad[:3], cmap) > 0.5, (stem, bad)  # far from every colour of the scale
+        (patch,) = ax.get_legend().get_patches()
+        undefined = int(np.isnan(summary[column]).sum())
+        assert ax.get_legend().get_texts()[0].get_text() == f"{UNDEFINED_LABEL}: {undefined} of 6 points"
+        assert np.allclose(patch.get_facecolor(), bad)
+        assert "grey" not in ax.get_title() and cut_off(fig) == []
+        plt.close(fig)
+    points = pd.DataFrame([{"feed": f, "kill": k, "seed": 0, "point": i}
+                           for i, (f, k) in enumerate((f, k) for f in feeds for k in kills)])
+    tiles = np.ones((len(points), 4, 4), dtype=np.float32)
+    tiles[2] = np.nan
+    fig = mosaic(points, tiles, {})
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == f"{UNDEFINED_LABEL}: 1 of 6 points"
+    assert scale_distance(fig.axes[0].images[0].get_cmap().get_bad()[:3], "magma") > 0.5
+    plt.close(fig)
+
+
+def test_the_note_counts_seeds_per_row_names_the_study_and_the_rows_it_lacks(smoke_cells):
+    from rdbench.report.publish import Report, seeds_note
+    from rdbench.report.selection import Selection
+    from rdbench.report.table import build_table
+
+    published = load_published()
+    cells = smoke_cells.cells.copy()
+    table = build_table(cells, published)
+    assert seeds_note(table) == "seeds per row: 2 (RD spot, RD stripe, LSTM sine), 1 (DDPM digits)"
+    assert seeds_note(table[table["n_seeds"] == 2]) == "2 seeds per row"
+    cells.loc[cells["system"] == "ddpm", "status"] = "KILLED"  # as in the offline grid: DDPM never finished
+    selection = Selection("e", "d", "p" * 32, study="smoke", study_id="1a2b3c4d", missing=["ddpm/mnist/seed=0"])
+    report = Report(selection, cells, build_table(cells, published), published)
+    assert report.note == ("study 'smoke' [1a2b3c4d]; profile smoke; 2 seeds per row; "
+                           "not drawn, no FINISHED run: DDPM digits, DDPM mnist")
+    fig = figure_2(r_t_frame(smoke_cells.client, cells), title_note=report.note)
+    assert "not drawn, no FINISHED run: DDPM digits" in fig.get_suptitle().replace("\n", " ")
+    assert cut_off(fig) == []
+    plt.close(fig)
+
+
+def test_fig3_on_a_log_axis_keeps_small_bars_readable():
+    """RD's R_final of 28.8 in a short run flattens every other bar on a linear axis, not on --log-scale's."""
+    finals = pd.DataFrame([
+        {"row": row, "system": system, "case": case, "variant": case, "seed": 0, "run_id": row, "R_final": value}
+        for row, system, case, value in (("RD spot", "rd", "spot", 28.8), ("LSTM sine", "lstm", "sine", 1.01),
+                                         ("DDPM digits", "ddpm", "digits", 0.64))])
+
+    def smallest_bar_height(fig):
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_width() > 0]
+        heights = [p.get_window_extent().height for p in bars]
+        return min(heights) / ax.get_window_extent().height
+
+    linear = figure_3(finals, load_published(), title_note=NOTE)
+    log = figure_3(finals, load_published(), title_note=NOTE, log_scale=True)
+    assert linear.axes[0].get_yscale() == "linear" and log.axes[0].get_yscale() == "log"
+    assert smallest_bar_height(linear) < 0.05 < smallest_bar_height(log)
+    for fig in (linear, log):
+        assert cut_off(fig) == [] and text_collisions(fig) == []
+        plt.close(fig)

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from rdbench.cli import main
 from rdbench.config import ConfigError, conf_dir
+from rdbench.report.compare import compare_markdown, compare_tables
 from rdbench.report.published import load_published
 from rdbench.report.selection import select_runs
 from rdbench.report.table import (
@@ -96,13 +97,22 @@ def test_table_command_prints_writes_and_logs_to_the_parent(smoke, tmp_path):
         np.testing.assert_allclose(csv[q], expected[q], rtol=1e-9)
     assert (out / "table1.md").read_text() == to_markdown(expected)
     tex = (out / "table1.tex").read_text()
-    assert tex.count(r"\begin{table*}") >= 3 and r"\toprule" in tex and r"$\pm$" in tex and r"M\_react" in tex
+    assert tex.count(r"\begin{table*}") >= 3 and r"\toprule" in tex and r"$\pm$" in tex
+    assert r"$M_{\mathrm{react}}$" in tex and "M\\_react" not in tex and "R\\_final" not in tex  # symbols, not text
+    labels = re.findall(r"\\label\{([^}]*)\}", tex)
+    assert len(labels) == tex.count(r"\begin{table*}") == len(set(labels))  # one \label per table
+    assert labels[:2] == ["tab:rdbench-table1-magnitudes", "tab:rdbench-table1-ratios"]
     assert r"{\footnotesize Not comparable with the paper: profile 'smoke'" in tex
     logged = {a.path for a in smoke.client.list_artifacts(smoke.parent, "table")}
     assert {"table/table1.csv", "table/table1.md", "table/table1.tex", "table/table1.json"} <= logged
     exp_id = smoke.client.get_run(smoke.parent).info.experiment_id
     shown = smoke.client.load_table(exp_id, "table/table1.json", run_ids=[smoke.parent])
     np.testing.assert_allclose(shown["R"], expected["R"], rtol=1e-9)
+    assert list(shown.columns[:6]) == ["system", "case", "profile", "n_seeds", "R", "R_std"]  # R first in the UI
+    assert len(shown.columns) <= 20 and len(csv.columns) > 40  # the full table is the CSV file
+    note = smoke.client.get_run(smoke.parent).data.tags["mlflow.note.content"]  # the parent's description
+    assert note.startswith("**smoke** (smoke.yaml): seconds-long grid for tests")  # from the grid file
+    assert note.count("### Table 1") == 1 and "| RD | spot | smoke | 2 | " in note
 
     again = invoke("table", "--parent", smoke.parent, "--out", out)
     assert again.exit_code == 0, again.output
@@ -113,6 +123,7 @@ def test_table_command_prints_writes_and_logs_to_the_parent(smoke, tmp_path):
     np.testing.assert_allclose(shown["R"], expected["R"], rtol=1e-9)
     tables = json.loads(smoke.client.get_run(smoke.parent).data.tags["mlflow.loggedArtifacts"])
     assert tables.count({"path": "table/table1.json", "type": "table"}) == 1  # the UI's table view finds it
+    assert smoke.client.get_run(smoke.parent).data.tags["mlflow.note.content"].count("### Table 1") == 1  # replaced
 
 
 def make_cell(client, exp_id, system, case, seed, metrics, status="FINISHED", config_hash=None, error=None,
@@ -200,12 +211,18 @@ def test_the_published_file_is_validated(tmp_path):
         load_published(bad)
 
 
+def math_shown(match):
+    """What a math symbol shows: ``$M_{\\mathrm{react}}$`` -> ``Mreact`` (commands and braces are not printed)."""
+    return re.sub(r"\\[A-Za-z]+|[{}_^$ ]", "", match[0])
+
+
 def latex_width_pt(tabular: str) -> float:
     """A tabular's width, estimated from its widest cell per column: 4.6 pt a character (\\small digits
     are 0.5 em of 9 pt; letters are about as wide), 12 pt between columns, math and commands counted as shown."""
     rows = [line.removesuffix(r" \\").split(" & ") for line in tabular.splitlines()
             if line.endswith(r"\\") and r"\multicolumn" not in line]  # a spanning header fits its columns
-    shown = [[re.sub(r"\$\\pm\$", "±", re.sub(r"\$\\Delta\$", "Δ", c)).replace("\\_", "_") for c in r] for r in rows]
+    shown = [[re.sub(r"\$[^$]*\$", math_shown, re.sub(r"\$\\pm\$", "±", re.sub(r"\$\\Delta\$", "Δ", c)))
+              .replace("\\_", "_") for c in r] for r in rows]
     widths = [max(len(r[i]) for r in shown) for i in range(len(shown[0]))]
     return 4.6 * sum(widths) + 12 * (len(widths) - 1)
 
@@ -236,12 +253,96 @@ def test_delta_against_the_paper_only_for_the_paper_profile_and_a_latex_that_fit
     tex = to_latex(table, "Table 1 regenerated")
     tables = tex.split(r"\end{table*}")[:-1]
     assert len(tables) == 4  # magnitudes, ratios, the controls in two
-    assert r"\caption{Table 1 regenerated: magnitudes M\_react and M\_diff" in tables[0]
-    assert r"M\_react" in tables[0] and "& R &" not in tables[0] and r"R\_final" in tables[1]
+    react, diff = r"$M_{\mathrm{react}}$", r"$M_{\mathrm{diff}}$"
+    assert rf"\caption{{Table 1 regenerated: magnitudes {react} and {diff}" in tables[0]
+    assert "& $R$ &" not in tables[0] and r"\multicolumn{3}{c}{$R_{\mathrm{final}}$}" in tables[1]
     assert all(r"\footnotesize Not comparable" in t for t in tables[:2])
     assert r"n/c" in tables[0] and r"+0.0011" in tables[0]
-    assert r"\multicolumn{3}{c}{M\_react} & \multicolumn{3}{c}{M\_diff}" in tables[0]
+    assert rf"\multicolumn{{3}}{{c}}{{{react}}} & \multicolumn{{3}}{{c}}{{{diff}}}" in tables[0]
+    assert r"$R$ oracle\_noise" in tables[3] and rf"{diff} closed form" in tables[3]  # controls, alternatives
+    assert [re.search(r"\\label\{([^}]*)\}", t)[1] for t in tables] == [
+        "tab:rdbench-table1-magnitudes", "tab:rdbench-table1-ratios",
+        "tab:rdbench-table1-controls-1", "tab:rdbench-table1-controls-2"]
     for t in tables:
         assert latex_width_pt(t) <= 516, t  # the text width of a two-column page (7.16 in)
     header, body = display_rows(table, "paper", pm=r" $\pm$ ")  # the single table before the split
     assert latex_width_pt("\n".join(" & ".join(r) + r" \\" for r in [header, *body])) > 516
+
+
+def test_two_tables_side_by_side_with_their_differences(tracking_uri):
+    client = MlflowClient(tracking_uri)
+    frames = []
+    for r, cases in ((1.0, ("spot", "stripe")), (1.1, ("spot", "wide"))):
+        exp_id = client.create_experiment(f"cmp-{uuid.uuid4().hex[:8]}")
+        for case in cases:
+            for seed in (0, 1):
+                make_cell(client, exp_id, "rd", case, seed, {"M_react": r, "M_diff": 1.0, "R": r + seed / 100,
+                                                              "R_final": 2 * r})
+        frames.append(build_table(cells_frame(client.search_runs([exp_id])), load_published()))
+    both = compare_tables(*frames).set_index("variant")
+    assert list(both.index) == ["spot", "stripe", "wide"] and list(both["in"]) == ["both", "A", "B"]
+    assert both.loc["spot", "ΔR"] == pytest.approx(0.1) and both.loc["spot", "ΔR %"] == pytest.approx(0.1 / 1.005 * 100)
+    assert both.loc["spot", "ΔR_final"] == pytest.approx(0.2) and math.isnan(both.loc["stripe", "ΔR"])
+    md = compare_markdown(compare_tables(*frames), "study 'a' [1]", "study 'b' [2]")
+    assert md.startswith("A = study 'a' [1]\nB = study 'b' [2]\n")
+    assert "| RD | spot | smoke | 2 | 2 | 1.0050 ± 0.0071 | 1.1050 ± 0.0071 | +0.1000 (+9.95 %) |" in md
+    assert "| RD | stripe | smoke | 2 | – |" in md and "only in A" in md and "only in B" in md
+
+
+def rd_grid(tmp_path):
+    path = tmp_path / "rdgrid.yaml"
+    path.write_text(yaml.safe_dump({"description": "two RD cells", "profile": "smoke", "seeds": [0],
+                                    "cells": [{"system": "rd", "cases": ["spot", "stripe"]}]}))
+    return path
+
+
+def test_a_partial_run_is_marked_never_picked_by_default_and_two_studies_compare(tracking_uri, tmp_path):
+    client = MlflowClient(tracking_uri)
+    experiment = f"studies-{uuid.uuid4().hex[:8]}"
+    path = rd_grid(tmp_path)
+    base = ["grid", path, "--experiment", experiment, "--device", "cpu", "--no-report"]
+    whole = invoke(*base, "--name", "base")
+    assert whole.exit_code == 0, whole.output
+    part = invoke(*base, "--only", "rd/spot", "--set", "steps=30")
+    assert part.exit_code == 0, part.output
+    parents = {r.data.tags["rdbench.study_name"]: r for r in client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], "tags.`rdbench.kind` = 'grid'")}
+    a, b = parents["base"], parents["rdgrid"]  # --name, else the grid file's name
+    assert "rdbench.partial" not in a.data.tags and a.info.run_name == "grid:base"
+    assert b.data.tags["rdbench.partial"] == "--only rd/spot; --set steps=30" and b.info.run_name == "grid:rdgrid (partial)"
+    short_a, short_b = a.data.tags["rdbench.study_id"], b.data.tags["rdbench.study_id"]
+    assert short_a == a.info.run_id[:8] and f"(study 'base' [{short_a}])" in whole.output
+    assert "*Partial run* (--only rd/spot; --set steps=30)" in b.data.tags["mlflow.note.content"]
+    assert b.data.tags["mlflow.source.name"] == "rdbench grid rdgrid"  # no "/": the UI shows it whole
+
+    latest = select_runs(client, experiment)  # the partial run is newer, but not the default
+    assert latest.parent_run_id == a.info.run_id and latest.title == f"study 'base' [{short_a}]"
+    named = select_runs(client, parent_run_id=short_b)  # by its short id
+    assert named.parent_run_id == b.info.run_id and named.title.endswith(", partial: --only rd/spot; --set steps=30")
+    table = invoke("table", "--experiment", experiment, "--out", tmp_path / "t")
+    assert table.exit_code == 0 and f"Table 1 from study 'base' [{short_a}] (parent run" in table.output
+    assert table.output.count("experiment") == 1  # named once
+    cells = invoke("table", "--experiment", experiment, "--all-cells", "--no-log", "--out", tmp_path / "t")
+    assert f"Table 1 from every cell of experiment {experiment!r}:" in cells.output
+    assert cells.output.count(f"experiment {experiment!r}") == 1
+
+    compared = invoke("compare", short_a, short_b, "--out", tmp_path / "c")
+    assert compared.exit_code == 0, compared.output
+    assert f"A = study 'base' [{short_a}]" in compared.output and f"B = study 'rdgrid' [{short_b}], partial" in compared.output
+    assert "| RD | spot | smoke | 1 | – |" in compared.output and "| RD | spot[steps=30] | smoke | – | 1 |" in compared.output
+    assert (tmp_path / "c" / "compare.md").read_text() in compared.output
+    for mine, other in ((a, short_b), (b, short_a)):
+        logged = {f.path for f in client.list_artifacts(mine.info.run_id, "compare")}
+        assert logged == {f"compare/vs_{other}.md", f"compare/vs_{other}.csv"}
+    again = invoke("table", "--parent", a.info.run_id, "--parent", short_b, "--no-log", "--out", tmp_path / "c2")
+    assert again.exit_code == 0 and (tmp_path / "c2" / "compare.md").read_text() == (tmp_path / "c" / "compare.md").read_text()
+    for args, message in ((("figures", "--parent", short_a, "--parent", short_b), "takes one --parent, got 2"),
+                          (("compare", short_a, a.info.run_id), "are the same study"),
+                          (("grid", path, "--name", " "), "--name is empty")):
+        bad = invoke(*args, "--out", tmp_path / "x") if args[0] != "grid" else invoke(*args)
+        assert bad.exit_code == 2 and message in bad.output, bad.output
+
+    only = f"only-partial-{uuid.uuid4().hex[:8]}"
+    assert invoke("grid", path, "--experiment", only, "--only", "rd/spot", "--no-report").exit_code == 0
+    refused = invoke("table", "--experiment", only, "--out", tmp_path / "y")
+    assert refused.exit_code == 2 and "has only partial grid runs" in refused.output and "--parent" in refused.output

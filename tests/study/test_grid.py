@@ -120,7 +120,7 @@ def test_a_failing_cell_is_failed_and_the_others_finish(experiment, mlflow_clien
     assert result.exit_code != 0
     assert "1 of 5 cells failed" in result.output and "SimulationDiverged" in result.output
     runs = {r.info.run_name: r for r in cell_runs(runs_of(mlflow_client, experiment))}
-    bad = runs.pop("rd/spot[feed=50,steps=40]/seed=0 [smoke]")
+    bad = runs.pop("rd/spot[feed=50,steps=40]/s0 [smoke]")
     assert bad.info.status == "FAILED" and "SimulationDiverged" in bad.data.tags["rdbench.error"]
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs.values())
     (parent,) = grid_parents(runs_of(mlflow_client, experiment))
@@ -138,8 +138,19 @@ def test_mlflow_run_id_becomes_the_parent(experiment, mlflow_client, monkeypatch
     assert len(children) == 2
     assert {r.data.tags[TAG_PARENT] for r in children} == {outer.info.run_id}
     adopted = mlflow_client.get_run(outer.info.run_id)
-    assert adopted.data.tags["rdbench.kind"] == "grid" and adopted.info.run_name == "grid:smoke"
+    assert adopted.data.tags["rdbench.kind"] == "grid" and adopted.info.run_name == "grid:smoke (partial)"
     assert adopted.info.status == "RUNNING"  # `mlflow run` ends it from the exit status
+
+
+def test_a_plan_knows_its_study_name_and_whether_it_is_the_whole_grid(tmp_path):
+    whole = plan_grid(SMOKE)
+    assert whole.study == "smoke" and whole.partial is None
+    assert plan_grid(SMOKE, only=["rd", "lstm", "ddpm"]).partial is None  # every cell kept: still the whole grid
+    part = plan_grid(SMOKE, only=["rd/spot"], overrides={"steps": 20}, name="short")
+    assert part.study == "short" and part.name == "smoke" and part.partial == "--only rd/spot; --set steps=20"
+    assert plan_grid(rd_only_grid(tmp_path), overrides={"steps": 20}).partial == "--set steps=20"
+    with pytest.raises(ConfigError, match="--name is empty"):
+        plan_grid(SMOKE, name="  ")
 
 
 BAD_FILES = {
@@ -201,7 +212,7 @@ def test_only_selects_cells_and_rejects_a_pattern_that_matches_nothing():
 def test_grid_names_resolve_to_conf_files_and_set_applies_to_every_cell():
     plan = plan_grid("smoke", only=["rd"], overrides={"steps": 30})
     assert plan.path == SMOKE and plan.cells and all(c.settings.steps == 30 for c in plan.cells)
-    assert all(c.run_name.endswith(f"[steps=30]/seed={c.seed} [smoke]") for c in plan.cells)
+    assert all(c.run_name.endswith(f"[steps=30]/s{c.seed} [smoke]") for c in plan.cells)
     with pytest.raises(ConfigError, match=r"^--set: .*unknown key 'stepz'"):
         plan_grid("smoke", overrides={"stepz": 30})
 

@@ -123,7 +123,7 @@ def test_run_lstm_on_a_csv_end_to_end(tmp_path, experiment, mlflow_client, runs_
     assert result.exit_code == 0, result.output
     (run,) = runs_of(mlflow_client, experiment)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "lstm/csv:waves.csv/seed=0 [smoke]" and run.data.tags["rdbench.case"] == "csv:waves.csv"
+    assert run.info.run_name == "lstm/csv:waves.csv/s0 [smoke]" and run.data.tags["rdbench.case"] == "csv:waves.csv"
     p, m = run.data.params, run.data.metrics
     assert p["case"] == f"csv:{path}"  # the whole path: a param and part of the config hash
     assert p["dataset"] == "csv" and p["data_path"] == str(path) and p["file.layout"] == "rows"

@@ -48,11 +48,23 @@ def test_a_logged_model_is_rebuilt_from_its_state_dict_and_config(experiment, ml
     register_fetcher(fetch_model_files)
     torch.manual_seed(0)
     module = TwoInputs(3).eval()
-    run = TrackedRun.create(mlflow_client, experiment, "model")
+    run = TrackedRun.create(mlflow_client, experiment, "model",
+                            {"rdbench.system": "toy", "rdbench.case": "csv:a b.csv", "rdbench.seed": "2"})
+    run.log_params({"width": 3, "steps": 10})
+    run.log_metrics({"loss_during_training": 0.5})  # before the model
     example = {"x": np.ones((1, 3), np.float32), "t": np.zeros((1,), np.int64)}
     run.log_model(ModelRecord("toy", module, {"width": 3, "case": "c", "profile": "smoke"}, example))
+    run.log_metrics({"R": 1.02, "M_react": 0.5})  # the final metrics: linked to the model
     run.finish()
-    uri = f"runs:/{run.run_id}/model"
+    uri = f"runs:/{run.run_id}/model"  # what rdbench's --model takes, whatever the model's name
+
+    (output,) = mlflow_client.get_run(run.run_id).outputs.model_outputs
+    model = mlflow_client.get_logged_model(output.model_id)
+    assert model.name == "toy-csv_a_b_csv-seed2"  # system, case, seed; no character MLflow refuses
+    assert model.params == {"width": "3", "steps": "10"}
+    linked = {m.key: m.value for m in model.metrics}  # MLflow links what the run had; rdbench what comes after
+    assert linked == {"loss_during_training": 0.5, "R": 1.02, "M_react": 0.5}
+    assert mlflow_client.get_run(run.run_id).data.metrics["R"] == 1.02  # still the run's metrics too
 
     logged = load_logged_model(uri, "toy")
     assert logged.config["width"] == 3 and logged.config["system"] == "toy"
@@ -61,7 +73,9 @@ def test_a_logged_model_is_rebuilt_from_its_state_dict_and_config(experiment, ml
     rebuilt = logged.load_into(TwoInputs(3))
     x, t = torch.randn(2, 3), torch.tensor([0, 2])
     assert torch.equal(rebuilt(x, t), module(x, t))
-    assert torch.equal(mlflow.pytorch.load_model(uri)(x, t), module(x, t))  # MLflow's own loader agrees
+    # MLflow's own loader agrees, by the model's name under the run or by its id
+    assert torch.equal(mlflow.pytorch.load_model(f"runs:/{run.run_id}/{model.name}")(x, t), module(x, t))
+    assert torch.equal(mlflow.pytorch.load_model(f"models:/{model.model_id}")(x, t), module(x, t))
 
     logged.require({"width": 3})
     with pytest.raises(ConfigError, match=r"trained with width=3 but these settings have width=4"):

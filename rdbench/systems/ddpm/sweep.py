@@ -197,22 +197,34 @@ def fit_exponents(table: pd.DataFrame) -> pd.DataFrame:
 
 def sweep_figure(table: pd.DataFrame, fits: pd.DataFrame):
     """R against T (log axes), one colour per schedule, solid fixed_large / dashed fixed_small,
-    with the fitted power laws as thin lines and their exponents in the legend."""
+    with the fitted power laws as thin lines and their exponents in the legend.
+
+    Variances of one schedule whose R coincide at every T (:func:`rdbench.plots.merge_coinciding`)
+    are drawn once, the legend saying so (``fixed_large ≈ fixed_small (within 0.2 %)``):
+    otherwise the first line hides under the second without a word."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rdbench.plots import merge_coinciding
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colours = dict(zip(table["schedule"].unique(), plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     styles = {"fixed_large": ("-", "o"), "fixed_small": ("--", "s")}
-    for fit in fits.itertuples():
-        rows = table[(table["schedule"] == fit.schedule) & (table["variance"] == fit.variance)].sort_values("timesteps")
-        ls, marker = styles.get(fit.variance, (":", "^"))
-        ax.plot(rows["timesteps"], rows["R"], ls=ls, marker=marker, color=colours[fit.schedule],
-                label=f"{fit.schedule}, {fit.variance}: R ~ T^{fit.exponent:.3f}")
-        t = np.geomspace(rows["timesteps"].min(), rows["timesteps"].max(), 50)
-        ax.plot(t, fit.prefactor * t ** fit.exponent, lw=0.6, color=colours[fit.schedule], alpha=0.6)
+    for schedule, mine in fits.groupby("schedule", sort=False):
+        curves = {fit.variance: table[(table["schedule"] == schedule) & (table["variance"] == fit.variance)]
+                  .sort_values("timesteps") for fit in mine.itertuples()}
+        names = merge_coinciding({v: rows["R"].to_numpy() for v, rows in curves.items()})
+        for fit in mine.itertuples():
+            if fit.variance not in names:
+                continue
+            rows = curves[fit.variance]
+            ls, marker = styles.get(fit.variance, (":", "^"))
+            ax.plot(rows["timesteps"], rows["R"], ls=ls, marker=marker, color=colours[schedule],
+                    label=f"{schedule}, {names[fit.variance]}: R ~ T^{fit.exponent:.3f}", gid=f"{schedule}:{fit.variance}")
+            t = np.geomspace(rows["timesteps"].min(), rows["timesteps"].max(), 50)
+            ax.plot(t, fit.prefactor * t ** fit.exponent, lw=0.6, color=colours[schedule], alpha=0.6)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("T (diffusion steps)")
@@ -223,4 +235,3 @@ def sweep_figure(table: pd.DataFrame, fits: pd.DataFrame):
     fig.tight_layout()
     plt.close(fig)
     return fig
-
