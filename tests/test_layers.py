@@ -18,19 +18,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rdbench"
 BELOW: dict[str, set[str]] = {
     "__main__": {"cli"},
     "cli": {"commands"},
-    "commands": {"study", "phase", "report", "bench", "container", "tracking", "systems", "balance", "config", "provenance",
+    "commands": {"memory", "study", "phase", "report", "bench", "container", "tracking", "systems", "balance", "config", "provenance",
                  "processes"},
-    "study": {"tracking", "systems", "balance", "config", "provenance"},
-    "phase": {"study", "tracking", "systems", "balance", "config", "provenance"},  # maps over (F, k)
+    "study": {"memory", "tracking", "systems", "balance", "config", "provenance"},
+    "phase": {"memory", "study", "tracking", "systems", "balance", "config", "provenance"},  # maps over (F, k)
     "report": {"tracking", "config", "provenance"},  # the report reads the store, never a system
-    "bench": {"study", "tracking", "systems", "balance", "config", "provenance", "processes"},  # bench ray times a grid
+    "bench": {"memory", "study", "tracking", "systems", "balance", "config", "provenance", "processes"},  # bench ray times a grid
     "container": {"config", "provenance"},  # no torch, no MLflow: fails fast without an engine
     "tracking": {"balance", "config", "provenance", "processes"},
-    "systems": {"balance", "config"},  # systems never import MLflow: they log through the Recorder
+    "systems": {"memory", "balance", "config"},  # systems never import MLflow: they log through the Recorder
     "balance": set(),
     "config": set(),
     "provenance": set(),
     "processes": set(),
+    "memory": set(),  # estimates against what the host has left; imported from any layer
 }
 ONLY_IN = {"click": {"commands"}, "mlflow": {"tracking", "study", "phase", "report", "commands", "bench"}}
 

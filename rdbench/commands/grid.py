@@ -79,6 +79,13 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
     Every cell (system x case x seed) is a child run. A failing cell is marked
     FAILED and the others go on; the command then exits non-zero.
     """
+    from pathlib import Path
+
+    from rdbench.config import read_yaml
+
+    if Path(grid_file).is_file():  # an unreadable or oversized file is refused before torch loads
+        with one_line_errors():
+            read_yaml(grid_file)
     from rdbench.commands.phase import run_map
     from rdbench.phase.plan import plan_grid_maps
     from rdbench.study.execution import run_grid

@@ -26,6 +26,7 @@ import torch
 
 from rdbench.balance import BalanceResult
 from rdbench.config import Settings
+from rdbench.memory import available_host_memory
 from rdbench.systems.records import DatasetRecord, ModelRecord
 
 
@@ -158,14 +159,7 @@ def available_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return available_host_memory()
 
 
 def resolve_device(name: str) -> torch.device:
