@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rdbench.config import ConfigError
+
 MEMINFO = Path("/proc/meminfo")
 
 
@@ -29,8 +31,7 @@ def gib(size: float) -> str:
     return f"{value:.1f} GiB" if value >= 0.1 else f"{value:.2g} GiB"
 
 
-def refuse_above(need: float, free: int | None, what: str, advice: str, where: str = "this machine") -> str | None:
-    """The one-line refusal when ``need`` bytes exceed ``free`` (None when they fit or ``free`` is unknown)."""
-    if free is None or need <= free:
-        return None
-    return f"{what} needs about {gib(need)} and {where} has {gib(free)} available; {advice}"
+def check_fits(need: float, free: int | None, what: str, advice: str, where: str = "this machine") -> None:
+    """ConfigError, one line, when ``need`` bytes exceed ``free`` (nothing when they fit or ``free`` is unknown)."""
+    if free is not None and need > free:
+        raise ConfigError(f"{what} needs about {gib(need)} and {where} has {gib(free)} available; {advice}")

@@ -31,7 +31,7 @@ BELOW: dict[str, set[str]] = {
     "config": set(),
     "provenance": set(),
     "processes": set(),
-    "memory": set(),  # estimates against what the host has left; imported from any layer
+    "memory": {"config"},  # estimates against what the host has left
 }
 ONLY_IN = {"click": {"commands"}, "mlflow": {"tracking", "study", "phase", "report", "commands", "bench"}}
 

@@ -7,7 +7,9 @@ import contextlib
 import click
 
 from rdbench.commands.options import (
+    MAX_PROCESSES,
     CliError,
+    count,
     data_dir_option,
     device_option,
     experiment_name,
@@ -69,7 +71,7 @@ def executor_for(kind: str, address: str | None, workers: int | None, uri: str):
                  help="Where the cells run: one after another in this process, or each batch as a Ray task."),
     click.option("--address", default=None, metavar="ADDR",
                  help="--executor ray: a running Ray cluster (host:port, or 'auto'). Default: a local Ray instance."),
-    click.option("--workers", default=None, type=click.IntRange(min=1),
+    click.option("--workers", default=None, type=count(1, MAX_PROCESSES),
                  help="--executor ray without --address: CPUs of the local Ray instance. Default: every CPU."),
 )
 def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, report, out_dir, log_scale,

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from rdbench.config import ConfigError, Settings, conf_dir, read_yaml, validate
-from rdbench.memory import available_host_memory, refuse_above
+from rdbench.memory import available_host_memory, check_fits
 
 AXIS = re.compile(r"^\s*(?P<start>[^:]+):(?P<stop>[^:]+):(?P<n>[^:]+)\s*$")
 SIZE = re.compile(r"^\s*(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[KMGT]i?B|B)?\s*$", re.IGNORECASE)
@@ -205,11 +205,8 @@ def plan_map(
 def check_map_size(points: int, config: PhaseConfig) -> None:
     """Refuse (ConfigError) a map whose points alone need more host memory than is available,
     before any point is built: planning 4096 x 4096 points would otherwise grow for minutes."""
-    refused = refuse_above(points * (POINT_BYTES + 2 * config.tile**2 * 4), available_host_memory(),
-                           f"a map of {points} points (its plan, table and tiles)",
-                           "use fewer points per axis or fewer seeds")
-    if refused:
-        raise ConfigError(refused)
+    check_fits(points * (POINT_BYTES + 2 * config.tile**2 * 4), available_host_memory(),
+               f"a map of {points} points (its plan, table and tiles)", "use fewer points per axis or fewer seeds")
 
 
 def budget(max_memory: str | int | None, free: int | None, fraction: float) -> int:
@@ -236,9 +233,8 @@ def chunk_rows(row_bytes: int, budget_bytes: int) -> int:
 def size_chunks(plan: PhasePlan, device: Any, max_memory: str | int | None = None) -> tuple[int, int]:
     """(rows per chunk, budget in bytes) of ``plan`` on ``device``: ``--max-memory`` or the default
     fraction of what the device has; a budget below one row is a ConfigError."""
-    from rdbench.systems.base import available_memory
-
     from rdbench.study.cells import plugin
+    from rdbench.systems.base import available_memory
 
     total = budget(max_memory, None if max_memory is not None else available_memory(device),
                    plan.config.memory_fraction)

@@ -66,7 +66,7 @@ def check_memory(cells: Sequence[Cell], device: Any) -> None:
             names = ", ".join(cell.run_name for _, cell in group[:3]) + (" ..." if len(group) > 3 else "")
             raise ConfigError(
                 f"{names}: needs about {need / 2**30:.1f} GiB on {device}, which has {free / 2**30:.1f} GiB "
-                f"available; use a smaller grid_size or fewer cells per batch"
+                f"available; use smaller sizes (grid_size, batch_size, seq_len, samples...) or fewer cells per batch"
             )
 
 

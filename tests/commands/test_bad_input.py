@@ -35,7 +35,7 @@ BAD_INPUTS = [
     (["run", "rd", "--seed", "x"], "Invalid value for '-s' / '--seed': 'x' is not a valid integer"),
     (["run", "rd", "--profile", "smoke", "--record-every", "1000"],
      "record_every=1000 with steps=60 records 2 steps; R and R_t need at least 10"),
-    (["run", "rd", "--grid-size", "100000", "--dt", "1e-6"], "GiB available; use a smaller grid_size"),
+    (["run", "rd", "--grid-size", "100000", "--dt", "1e-6"], "GiB available; use smaller sizes (grid_size"),
     (["run", "lstm", "--dataset", "lorentz"], "unknown dataset 'lorentz' for system 'lstm'; allowed: sine, lorenz, vanderpol"),
     (["run", "lstm", "--seq-len", "0"], "bad value 0 for 'seq_len': Input should be greater than 0"),
     (["run", "lstm", "--seq-len", "1"], "seq_len=1: next-step prediction needs sequences of at least 2 values"),

@@ -61,7 +61,7 @@ from rdbench.systems.ddpm import pretrained as public
 from rdbench.systems.ddpm.data import DATASETS, ImageSet, default_data_dir, load_dataset
 from rdbench.systems.ddpm.grid import sampling_grid
 from rdbench.systems.ddpm.model import UNet, count_parameters
-from rdbench.systems.ddpm.oracle import OracleSettings, oracle_controls
+from rdbench.systems.ddpm.oracle import OracleSettings, oracle_controls, oracle_memory_bytes
 from rdbench.systems.ddpm.sample import measure, network_predictor
 from rdbench.systems.ddpm.schedule import NoiseSchedule, ScheduleKind
 from rdbench.systems.ddpm.train import TrainConfig, Trainer, exclusive
@@ -161,6 +161,29 @@ def check_schedule(settings: DDPMSettings) -> None:
         raise ConfigError(f"schedule ({s.kind}, T={s.timesteps}): {exc}") from None
 
 
+def memory_bytes(settings: DDPMSettings, shape: tuple[int, int, int], batch: int | None = None,
+                 samples: int | None = None) -> int:
+    """A lower bound, in bytes, of what training and measuring one DDPM holds at once, from the
+    settings alone: the residual blocks' 3x3 weights with their gradient and Adam's two moments
+    (16 bytes a parameter), the block outputs one training batch keeps for backward at each level's
+    resolution (forward and gradient), the sampler's batch (forward only), the generated images and
+    the schedule's per-step tables. ``batch`` and ``samples`` replace the settings' (``bench ddpm``)."""
+    c, h, w = shape
+    m = settings.model
+    params = sum(2 * m.blocks_per_level * 9 * ch * ch for ch in m.channels)
+    per_image = sum((2 * m.blocks_per_level + 1) * ch * (h >> level) * (w >> level)
+                    for level, ch in enumerate(m.channels))
+    batch = batch or settings.batch_size
+    sampler = samples or settings.sampler.batch_size
+    images = (settings.sampler.samples + settings.probe_samples) * c * h * w
+    oracle = oracle_memory_bytes(settings.oracle, settings.oracle.train_images, shape, sampler)
+    return (16 * params + 4 * per_image * (2 * batch + sampler) + 4 * images
+            + 8 * SCHEDULE_TABLES * settings.schedule.timesteps + oracle)
+
+
+SCHEDULE_TABLES = 8  # float64 per-timestep tables of a NoiseSchedule (betas, alphas, their products...)
+
+
 def survey_images(settings: DDPMSettings) -> ImageSurvey | None:
     """Count, channels and size of the user's images (a folder's headers, an npz array); None for
     a named dataset. A bad input raises ConfigError."""
@@ -225,6 +248,14 @@ class DDPM(System):
         self._check_model(settings.model, shape)
         if survey is not None and settings.batch_size > survey.count:
             raise ConfigError(f"batch_size={settings.batch_size} exceeds the {survey.count} images of {survey.source}")
+
+    def memory_bytes(self, settings: Sequence[DDPMSettings]) -> int | None:
+        """One job's lower bound (:func:`memory_bytes`); a pretrained pipeline is not estimated."""
+        s = settings[0]
+        if s.pretrained:
+            return None
+        shape = image_shape(s) if s.dataset in USER_DATASETS else DATASETS[s.dataset].shape
+        return memory_bytes(s, shape)
 
     @staticmethod
     def _check_data(settings: DDPMSettings) -> ImageSurvey | None:
