@@ -22,7 +22,7 @@ from rdbench.config import ConfigError
 from rdbench.study.cells import Cell, plugin
 from rdbench.systems.base import Job, Outcome, RunContext, System, available_memory
 from rdbench.tracking.liveness import owner_alive
-from rdbench.tracking.runs import TrackedRun, one_line
+from rdbench.tracking.runs import ArtifactsLost, TrackedRun, one_line
 from rdbench.tracking.store import client as tracking_client
 from rdbench.tracking.store import search_runs
 from rdbench.tracking.system_metrics import SystemMetrics
@@ -127,7 +127,11 @@ def run_cells(
                 fail([(index, cell)], [run], outcome)
                 continue
             log_outcome(run, outcome, wall_time=wall, batch=len(jobs))
-            run.finish()
+            try:
+                run.finish()
+            except ArtifactsLost as exc:  # this cell's record has a hole; the others of the batch go on
+                fail([(index, cell)], [run], exc)
+                continue
             report(index, CellReport(cell, run.run_id, FINISHED, metrics=outcome.balance.summary()))
 
     for group in batches(cells):
