@@ -71,6 +71,10 @@ def one_line_errors(*errors: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except (ConfigError, *errors) as exc:
+        if type(exc).__module__.startswith("mlflow."):  # the store failed mid-command: its cause, not its SQL
+            from rdbench.tracking.store import describe_fault
+
+            raise CliError(describe_fault(exc)) from None
         raise CliError(" ".join(str(exc).split()) or type(exc).__name__) from None
 
 
@@ -154,9 +158,9 @@ def open_tracking():
     marked KILLED here, by whichever rdbench command opens the store next.
     """
     from rdbench.tracking.liveness import close_orphans
-    from rdbench.tracking.store import StoreError, open_store
+    from rdbench.tracking.store import open_store
 
-    with one_line_errors(StoreError):
+    with one_line_errors(*store_errors()):
         client = open_store()
         closed = close_orphans(client)
     if closed:
