@@ -68,7 +68,7 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, settings, 
     if system not in available_systems() and config_path is None:  # before the heavy imports
         raise CliError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
     from rdbench.study.cells import plan_cells, plugin
-    from rdbench.study.runner import check_memory, failure_summary, run_cells
+    from rdbench.study.runner import check_memory, check_runs, failure_summary, run_cells
     from rdbench.tracking.projects import point_to, project_run
 
     with one_line_errors():
@@ -80,6 +80,7 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, settings, 
     run_ctx = run_context(device, data_dir, resume)
     with one_line_errors():
         check_memory(cells, run_ctx.device)
+        check_runs(cells, run_ctx)
     client = open_tracking()
     project = project_run(client, experiment, experiment_name(experiment))  # under `mlflow run`
     experiment = project.experiment if project else experiment_name(experiment)

@@ -70,6 +70,13 @@ def check_memory(cells: Sequence[Cell], device: Any) -> None:
             )
 
 
+def check_runs(cells: Sequence[Cell], ctx: RunContext) -> None:
+    """Each system's checks that need the run context (``--no-resume``, a configuration another process
+    is training), before any run exists: ConfigError, one line."""
+    for cell in cells:
+        plugin(cell.system, cell.config_path).system.check_run(cell.settings, cell.config_hash, ctx)
+
+
 def run_cells(
     cells: Sequence[Cell],
     experiment: str,

@@ -127,6 +127,11 @@ class System(abc.ABC):
         """Reject settings that cannot run (raise ConfigError) before any run starts."""
         return None
 
+    def check_run(self, settings: Any, config_hash: str, ctx: RunContext) -> None:
+        """Checks that need the run context (where data and checkpoints live, ``--no-resume``): raise
+        ConfigError before any run exists. What can only be known once the job runs stays in :meth:`run`."""
+        return None
+
     def unused_settings(self, settings: Any) -> set[str]:
         """Dotted setting names (a name covers its sub-keys) that this case never reads: they are
         not logged as params (e.g. the Lorenz parameters of a sine run). They still enter the config

@@ -46,6 +46,7 @@ through the job's Recorder.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,7 +65,14 @@ from rdbench.systems.ddpm.model import UNet, count_parameters
 from rdbench.systems.ddpm.oracle import OracleSettings, oracle_controls, oracle_memory_bytes
 from rdbench.systems.ddpm.sample import measure, network_predictor
 from rdbench.systems.ddpm.schedule import NoiseSchedule, ScheduleKind
-from rdbench.systems.ddpm.train import TrainConfig, Trainer, exclusive
+from rdbench.systems.ddpm.train import (
+    CHECKPOINT_NAME,
+    LOCK_FILE,
+    TrainConfig,
+    Trainer,
+    checkpoint_step,
+    exclusive,
+)
 from rdbench.systems.ddpm.user_images import (
     ImageSurvey,
     load_image_folder,
@@ -213,8 +221,26 @@ def checkpoint_dir(job: Job, ctx: RunContext) -> Path:
     """``<data dir>/checkpoints/<config hash>``: one folder per cell, found again by ``--resume``."""
     if not job.config_hash:
         raise ValueError("a DDPM job needs its config_hash: checkpoints are kept per configuration")
+    return checkpoint_folder(job.config_hash, ctx)
+
+
+def checkpoint_folder(config_hash: str, ctx: RunContext) -> Path:
     root = ctx.data_dir or default_data_dir()
-    return Path(root) / "checkpoints" / job.config_hash
+    return Path(root) / "checkpoints" / config_hash
+
+
+def _locked_elsewhere(folder: Path) -> bool:
+    """Whether another process holds ``folder``'s training lock now (probed without waiting, then let go)."""
+    lock = folder / LOCK_FILE
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
 
 
 class DDPM(System):
@@ -248,6 +274,23 @@ class DDPM(System):
         self._check_model(settings.model, shape)
         if survey is not None and settings.batch_size > survey.count:
             raise ConfigError(f"batch_size={settings.batch_size} exceeds the {survey.count} images of {survey.source}")
+
+    def check_run(self, settings: DDPMSettings, config_hash: str, ctx: RunContext) -> None:
+        """Before the run exists: ``--no-resume`` with a checkpoint of this configuration further than step 0,
+        or another process training this configuration now (both are checked again, under the lock, when
+        training starts: a process that takes the lock in between still fails its own run)."""
+        if settings.pretrained or not config_hash:
+            return
+        folder = checkpoint_folder(config_hash, ctx)
+        if _locked_elsewhere(folder):
+            raise ConfigError(f"checkpoint folder {folder} is in use by another process training the same "
+                              "configuration; wait for it, or change a setting or the seed")
+        path = folder / CHECKPOINT_NAME
+        step = checkpoint_step(path)
+        if not ctx.resume and path.exists() and (step is None or step > 0):
+            where = f"at step {step}" if step is not None else "of unknown step"
+            raise ConfigError(f"--no-resume: checkpoint {path} {where} exists for this configuration; run without "
+                              f"--no-resume to continue from it, or delete {folder} to start over")
 
     def memory_bytes(self, settings: Sequence[DDPMSettings]) -> int | None:
         """One job's lower bound (:func:`memory_bytes`); a pretrained pipeline is not estimated."""
