@@ -101,8 +101,9 @@ def grid(grid_file, only, force, sets, device, experiment, data_dir, resume, rep
     ctx = run_context(device, data_dir, resume)
     with one_line_errors():
         maps = [] if only else plan_grid_maps(plan, parse_sets(sets), ctx.device)  # --only picks cells
-    with one_line_errors():
-        check_memory(plan.cells, ctx.device)
+    if executor != "ray":  # on Ray, the executor's check estimates each batch on a worker
+        with one_line_errors():
+            check_memory(plan.cells, ctx.device)
     client = open_tracking()
     project = project_run(client, experiment, experiment_name(experiment))  # under `mlflow run`
     experiment = project.experiment if project else experiment_name(experiment)
