@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from rdbench.commands.options import (
@@ -73,9 +75,15 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, settings, 
 
     with one_line_errors():
         if model is not None:
-            if "pretrained" not in plugin(system, config_path).system.Settings.model_fields:
+            impl = plugin(system, config_path).system
+            if "pretrained" not in impl.Settings.model_fields:
                 raise CliError(f"--model: system {system!r} measures only models it trains itself (no pretrained setting)")
             overrides["pretrained"] = model
+            chosen = None if cases else impl.case_for_model(model, Path(data_dir) if data_dir else None)
+            if chosen:
+                case, extra, note = chosen
+                cases, overrides = (case,), {**extra, **overrides}
+                click.echo(note)
         cells = plan_cells(system, cases or None, seeds or (0,), profile, overrides, config_path)
     run_ctx = run_context(device, data_dir, resume)
     with one_line_errors():

@@ -127,6 +127,11 @@ class System(abc.ABC):
         """Reject settings that cannot run (raise ConfigError) before any run starts."""
         return None
 
+    def case_for_model(self, model: str, data_dir: Path | None) -> tuple[str, dict[str, Any], str] | None:
+        """With ``--model`` and no case given: ``(case, overrides, a line saying why)`` to measure the
+        model on, or None for the system's default case."""
+        return None
+
     def check_run(self, settings: Any, config_hash: str, ctx: RunContext) -> None:
         """Checks that need the run context (where data and checkpoints live, ``--no-resume``): raise
         ConfigError before any run exists. What can only be known once the job runs stays in :meth:`run`."""

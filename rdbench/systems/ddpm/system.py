@@ -229,6 +229,30 @@ def checkpoint_folder(config_hash: str, ctx: RunContext) -> Path:
     return Path(root) / "checkpoints" / config_hash
 
 
+DATASETS_DEFAULT = "mnist"  # the case of a pretrained pipeline with no dataset of its shape (not loaded then)
+
+
+def dataset_present(name: str, data_dir: Path | None) -> bool:
+    """Whether the named dataset's files are in ``data_dir`` (digits ships with scikit-learn: always)."""
+    spec = DATASETS[name]
+    folder = Path(data_dir or default_data_dir()) / spec.folder
+    return all((folder / file).exists() for file in spec.files)
+
+
+def oracle_dataset(shape: tuple[int, int, int], data_dir: Path | None) -> str | None:
+    """The named dataset whose images have ``shape`` and whose files are here; the bundled ``digits``
+    (not MNIST) only when no real one is; None when none has that shape."""
+    matching = [name for name, spec in DATASETS.items() if spec.shape == tuple(shape)]
+    present = [name for name in matching if dataset_present(name, data_dir)]
+    real = [name for name in present if DATASETS[name].files]
+    return (real or present or [None])[0]
+
+
+def _shapes_here(data_dir: Path | None) -> str:
+    names = [name for name in DATASETS if dataset_present(name, data_dir)]
+    return ", ".join(f"{name} {_dims(DATASETS[name].shape)}" for name in names) or "none"
+
+
 def _locked_elsewhere(folder: Path) -> bool:
     """Whether another process holds ``folder``'s training lock now (probed without waiting, then let go)."""
     lock = folder / LOCK_FILE
@@ -274,6 +298,22 @@ class DDPM(System):
         self._check_model(settings.model, shape)
         if survey is not None and settings.batch_size > survey.count:
             raise ConfigError(f"batch_size={settings.batch_size} exceeds the {survey.count} images of {survey.source}")
+
+    def case_for_model(self, model: str, data_dir: Path | None) -> tuple[str, dict, str] | None:
+        """A public pipeline with no ``--dataset``: the oracle control needs training images of the shape
+        it generates, so the case is a named dataset of that shape whose files are here
+        (:func:`oracle_dataset`); with none, the default case with ``oracle.train_images=0``: the oracle
+        control on training images is skipped (the noise control runs). A model rdbench logged keeps
+        the default case (it was trained on a dataset; ``check()`` compares)."""
+        if is_logged_model(model):
+            return None
+        shape = public.locate(model).sample_shape
+        found = oracle_dataset(shape, data_dir)
+        if found is not None:
+            return found, {}, f"--model {model} generates {_dims(shape)} images: the oracle control uses dataset {found}"
+        return (DATASETS_DEFAULT, {"oracle.train_images": 0},
+                f"--model {model} generates {_dims(shape)} images and no dataset of that shape is here "
+                f"({_shapes_here(data_dir)}): the oracle control on training images is skipped (oracle_noise runs)")
 
     def check_run(self, settings: DDPMSettings, config_hash: str, ctx: RunContext) -> None:
         """Before the run exists: ``--no-resume`` with a checkpoint of this configuration further than step 0,
