@@ -101,6 +101,21 @@ class _Answers(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
+def tracking_into(uri: str, monkeypatch):
+    """Commands in this process track into ``uri`` (MLflow prefers a URI set in the process to the
+    environment's: the session's store was set so)."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
+@contextlib.contextmanager
 def fake_server(kind: str):
     """A real local HTTP server on 127.0.0.1 answering HTML (``html``) or HTTP 500 (``500``), or a socket
     that accepts connections and never answers (``silent``); yields its URI."""
@@ -141,8 +156,8 @@ def test_a_server_that_answers_html_an_error_or_nothing_is_one_store_fault_line(
             open_store(uri)
         assert time.monotonic() - start < 2 + 5, "bounded by RDBENCH_SERVER_TIMEOUT_S"  # not a speed target
         assert uri in str(caught.value) and fragment in str(caught.value)
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        result = CliRunner().invoke(main, ["table", "--experiment", "x"])
+        with tracking_into(uri, monkeypatch):
+            result = CliRunner().invoke(main, ["table", "--experiment", "x"])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.output
@@ -162,6 +177,38 @@ def test_mlflow_log_records_go_to_a_file_not_the_terminal(tmp_path, monkeypatch,
                                        "[SQL: INSERT INTO tags VALUES (?)] [parameters: ('x',)]"), "sqlite:///s.db")
     assert line == (f"tracking store sqlite:///s.db failed: (sqlite3.OperationalError) attempt to write a "
                     f"readonly database; MLflow's log: {tmp_path / 'mlflow.log'}")
+
+
+def test_a_store_deleted_mid_run_is_one_line_and_nothing_before_it(tmp_path, monkeypatch, capfd):
+    """The store's folder deleted while a cell logs its outcome: exit 2 and one line naming the store and
+    the cause; MLflow's SQL tracebacks go to its log file, not the terminal."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    import rdbench.study.runner as runner
+    from rdbench.cli import main
+
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    monkeypatch.setenv("RDBENCH_MLFLOW_LOG", str(tmp_path / "mlflow.log"))
+    log_outcome = runner.log_outcome
+
+    def delete_the_store_then_log(*args, **kwargs):
+        shutil.rmtree(store)
+        log_outcome(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "log_outcome", delete_the_store_then_log)
+    capfd.readouterr()
+    with tracking_into(uri, monkeypatch):
+        result = CliRunner().invoke(main, [*SMOKE_RUN, "--experiment", "deleted"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: tracking store {uri} failed: "), result.output
+    assert "[SQL:" not in lines[0] and f"MLflow's log: {tmp_path / 'mlflow.log'}" in lines[0]
+    terminal = capfd.readouterr()
+    assert "Traceback" not in terminal.err + terminal.out and "ERROR" not in terminal.err + terminal.out
 
 
 def test_a_store_locked_by_another_process_is_one_line(tmp_path):
