@@ -184,8 +184,12 @@ def run_context(device: str = "auto", data_dir: str | Path | None = None, resume
 
 def plan_run(system: str, cases: Sequence[str] | None = None, seeds: Sequence[int] = (0,), profile: str = "paper",
              settings: Mapping[str, Any] | None = None, config: str | Path | None = None,
-             model: str | None = None) -> list:
-    """The checked cells of ``rdbench run`` (cases x seeds); ConfigError before any run exists."""
+             model: str | None = None, data_dir: str | Path | None = None,
+             on_note: Callable[[str], None] | None = None) -> list:
+    """The checked cells of ``rdbench run`` (cases x seeds); ConfigError before any run exists.
+
+    With ``model`` and no case, the system picks the case that fits the model (a pretrained
+    DDPM pipeline's image shape picks its dataset) and says which through ``on_note``."""
     from rdbench.config import ConfigError, available_systems
     from rdbench.study.cells import plan_cells, plugin
 
@@ -193,9 +197,16 @@ def plan_run(system: str, cases: Sequence[str] | None = None, seeds: Sequence[in
         raise ConfigError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
     overrides = dict(settings or {})
     if model is not None:
-        if "pretrained" not in plugin(system, config).system.Settings.model_fields:
+        impl = plugin(system, config).system
+        if "pretrained" not in impl.Settings.model_fields:
             raise ConfigError(f"--model: system {system!r} measures only models it trains itself (no pretrained setting)")
         overrides["pretrained"] = model
+        chosen = None if cases else impl.case_for_model(model, Path(data_dir) if data_dir else None)
+        if chosen:
+            case, extra, note = chosen
+            cases, overrides = (case,), {**extra, **overrides}
+            if on_note is not None:
+                on_note(note)
     return plan_cells(system, cases or None, seeds or (0,), profile, overrides, config)
 
 
@@ -203,12 +214,13 @@ def run_cells(cells: Sequence[Any], ctx: Any, experiment: str | None = None,
               on_report: Callable[[Any], None] | None = None) -> list:
     """Run planned cells, one MLflow run each (under ``mlflow run``, in or beside its run); returns
     one :class:`~rdbench.study.runner.CellReport` per cell. The store must be open (:func:`use_store`)."""
-    from rdbench.study.runner import check_memory
+    from rdbench.study.runner import check_memory, check_runs
     from rdbench.study.runner import run_cells as run_planned
     from rdbench.tracking.projects import point_to, project_run
     from rdbench.tracking.store import client as tracking_client
 
     check_memory(cells, ctx.device)
+    check_runs(cells, ctx)  # --no-resume over a checkpoint, another process training it: before any run
     client = tracking_client()
     project = project_run(client, experiment, experiment_name(experiment))  # under `mlflow run`
     name = project.experiment if project else experiment_name(experiment)
@@ -235,7 +247,7 @@ def run(system: str, case: str | None = None, seed: int = 0, profile: str = "pap
     (DDPM); ``model`` measures a logged or public model instead of training one.
     Raises :class:`RunFailed` if the cell fails (its run is FAILED in the store).
     """
-    cells = plan_run(system, [case] if case else None, [seed], profile, settings, config, model)
+    cells = plan_run(system, [case] if case else None, [seed], profile, settings, config, model, data_dir, print)
     ctx = run_context(device, data_dir, resume, fresh, progress)
     open_tracking(tracking_uri)  # runs a killed process left RUNNING are closed first
     (report,) = run_cells(cells, ctx, experiment)
@@ -277,10 +289,11 @@ def _grid_file(path_or_dict: str | Path | Mapping[str, Any], name: str | None) -
 
 
 def plan_study(grid_file: str | Path, only: Sequence[str] = (), settings: Mapping[str, Any] | None = None,
-               ctx: Any = None, name: str | None = None) -> StudyPlan:
+               ctx: Any = None, name: str | None = None, check_memory_here: bool = True) -> StudyPlan:
     """Load, validate and resolve a grid file's cells and phase maps (``--only`` leaves out the maps),
     and check that they fit the device's memory: any problem is a ConfigError before a run exists.
-    ``name`` names the study (default: the grid file's name)."""
+    ``name`` names the study (default: the grid file's name). ``check_memory_here=False`` leaves the
+    memory check to the executor (on Ray, each batch is estimated on a worker, not on the driver)."""
     from rdbench.phase.plan import plan_grid_maps
     from rdbench.study.grid import plan_grid
     from rdbench.study.runner import check_memory
@@ -289,7 +302,8 @@ def plan_study(grid_file: str | Path, only: Sequence[str] = (), settings: Mappin
     settings = dict(settings or {})
     plan = plan_grid(grid_file, only, settings, name=name)
     maps = [] if only else plan_grid_maps(plan, settings, ctx.device)  # --only picks cells
-    check_memory(plan.cells, ctx.device)
+    if check_memory_here:
+        check_memory(plan.cells, ctx.device)
     return StudyPlan(plan, maps, ctx, settings)
 
 
@@ -352,7 +366,7 @@ def grid(path_or_dict: str | Path | Mapping[str, Any], executor: str = "in-proce
     """
     ctx = run_context(device, data_dir, resume, fresh, progress)
     with _grid_file(path_or_dict, name) as grid_file:
-        planned = plan_study(grid_file, only, settings, ctx, name=name)
+        planned = plan_study(grid_file, only, settings, ctx, name=name, check_memory_here=executor != "ray")
         client, _ = open_tracking(tracking_uri)
         with executor_for(executor, address, workers, client.tracking_uri) as runner:
             result = run_study(planned, runner, experiment, force=force or fresh, on_report=on_report)

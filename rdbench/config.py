@@ -26,7 +26,8 @@ import importlib
 import json
 import os
 import re
-from collections.abc import Mapping
+import reprlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +70,97 @@ def available_grids(directory: Path | None = None) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml") if p.stem != PUBLISHED)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning every I/O or syntax problem into a ConfigError."""
-    path = Path(path)
+# YAML is input: a few hundred bytes of nested anchors (an "alias bomb") expand to billions of
+# nodes once copied or validated. Documents are read by a loader that counts the expanded size.
+MAX_YAML_NODES = 100_000  # scalars, sequences and mappings once every alias is expanded
+MAX_YAML_BYTES = 10 * 2**20  # a config file larger than this is not a config file
+QUOTE_CHARS = 200  # an error message quotes at most this much of a value
+
+
+class _CappedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader that refuses a document whose expanded size passes :data:`MAX_YAML_NODES`
+    (or which refers to itself) before anything is built from it."""
+
+    def compose_document(self):  # noqa: D102 - PyYAML's hook
+        node = super().compose_document()
+        if node is not None:
+            _check_expanded_size(node)
+        return node
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Count the nodes of ``root`` as if every alias were a copy (memoised, so linear in the
+    document); ConfigError past the cap or on a recursive alias."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if key in sizes and not done:
+            continue
+        children = _children(node)
+        if not done:
+            if key in open_nodes:
+                raise ConfigError("YAML refers to itself (a recursive alias); write the value out")
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        open_nodes.discard(key)
+        sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+        if sizes[key] > MAX_YAML_NODES:
+            raise ConfigError(
+                f"YAML expands to over {MAX_YAML_NODES} values (aliases of aliases); a config needs far fewer"
+            )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def load_yaml_text(text: str, source: str) -> Any:
+    """Parse one YAML document (aliases capped); every problem is a one-line ConfigError naming ``source``."""
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=_CappedLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise ConfigError(f"{source}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    except ConfigError as exc:  # the expanded-size cap
+        raise ConfigError(f"{source}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: YAML nested too deeply") from None
+
+
+def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
+    """``repr(value)`` cut to about ``limit`` characters (a long container is never rendered whole):
+    an error line never carries a whole input."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = short.maxlong = limit
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 20
+    short.maxlevel = 4
+    text = short.repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every I/O, encoding, size or syntax problem into a ConfigError."""
+    path = Path(path)
+    try:
+        if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config file "
+                              f"(at most {MAX_YAML_BYTES // 2**20} MiB)")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a YAML text file (byte {exc.start} is not UTF-8)") from None
+    data = load_yaml_text(text, str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -89,12 +168,35 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+MAX_INT = 2**63 - 1  # an integer setting is a 64-bit integer: past this, torch and numpy overflow
+
+
 def validate(model: type[BaseModel], data: Mapping[str, Any], source: str) -> Any:
-    """Build ``model`` from ``data``; any validation error becomes a one-line ConfigError."""
+    """Build ``model`` from ``data``; any validation error, or an integer past :data:`MAX_INT`,
+    becomes a one-line ConfigError."""
     try:
-        return model.model_validate(dict(data))
+        built = model.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, model, source)) from None
+    for loc, value in _integers(built):
+        if abs(value) > MAX_INT:
+            raise ConfigError(f"{source}: bad value {quote(value)} for {loc!r}: Input should be at most {MAX_INT}")
+    return built
+
+
+def _integers(value: Any, loc: str = "") -> Iterator[tuple[str, int]]:
+    """``(dotted key, value)`` of every int inside a validated model (nested models, lists, dicts)."""
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _integers(getattr(value, name), f"{loc}.{name}" if loc else name)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _integers(item, f"{loc}.{key}" if loc else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _integers(item, f"{loc}.{index}")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        yield loc, value
 
 
 def describe_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> str:
@@ -105,11 +207,11 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel], sour
     loc = ".".join(str(part) for part in err["loc"])
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, err["loc"][:-1])
-        return f"{source}: unknown key {loc!r}; allowed keys: {', '.join(allowed)}"
+        return f"{source}: unknown key {quote(loc)}; allowed keys: {', '.join(allowed)}"
     if err["type"] == "missing":
         return f"{source}: missing required key {loc!r}"
     value = err.get("input")
-    return f"{source}: bad value {value!r} for {loc!r}: {err['msg']}"
+    return f"{source}: bad value {quote(value)} for {quote(loc)}: {err['msg']}"
 
 
 def _allowed_keys(model: type[BaseModel], parent_loc: tuple) -> list[str]:
@@ -175,10 +277,14 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set expects key=value, got {text!r}")
+        raise ConfigError(f"--set expects key=value, got {quote(text)}")
+    if not raw.strip():
+        return key, raw
     try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError:
+        value = load_yaml_text(raw, f"--set {key}")
+    except ConfigError as exc:
+        if "not valid YAML" not in str(exc):
+            raise  # an alias bomb or a recursive alias is refused, not kept as text
         value = raw
     return key, value
 

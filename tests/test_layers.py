@@ -18,22 +18,24 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rdbench"
 BELOW: dict[str, set[str]] = {
     "__main__": {"cli"},
     "cli": {"commands"},
-    "commands": {"api", "study", "phase", "report", "bench", "container", "tracking", "systems", "balance", "config",
-                 "provenance", "processes", "progress", "plots"},
-    "api": {"study", "phase", "report", "tracking", "systems", "balance", "config", "provenance", "progress", "plots"},
-    "study": {"tracking", "systems", "balance", "config", "provenance"},
-    "phase": {"study", "tracking", "systems", "balance", "config", "provenance", "plots"},  # maps over (F, k)
+    "commands": {"api", "memory", "study", "phase", "report", "bench", "container", "tracking", "systems", "balance",
+                 "config", "provenance", "processes", "progress", "plots"},
+    "api": {"memory", "study", "phase", "report", "tracking", "systems", "balance", "config", "provenance", "progress",
+            "plots"},
+    "study": {"memory", "tracking", "systems", "balance", "config", "provenance"},
+    "phase": {"memory", "study", "tracking", "systems", "balance", "config", "provenance", "plots"},  # maps over (F, k)
     "report": {"tracking", "config", "provenance", "plots"},  # the report reads the store, never a system
-    "bench": {"study", "tracking", "systems", "balance", "config", "provenance", "processes"},  # bench ray times a grid
+    "bench": {"memory", "study", "tracking", "systems", "balance", "config", "provenance", "processes"},  # bench ray times a grid
     "container": {"config", "provenance"},  # no torch, no MLflow: fails fast without an engine
     "tracking": {"balance", "config", "provenance", "processes"},
-    "systems": {"balance", "config", "plots"},  # systems never import MLflow: they log through the Recorder
+    "systems": {"memory", "balance", "config", "plots"},  # systems never import MLflow: they log through the Recorder
     "balance": set(),
     "config": set(),
     "provenance": set(),
     "processes": set(),
     "progress": set(),  # timestamped progress lines off a terminal: standard library only
     "plots": set(),  # what figures share: the undefined colour, coinciding series
+    "memory": {"config"},  # estimates against what the host has left
 }
 # The package rdbench.phase is also the public function rdbench.phase(...): its __init__ forwards a call to
 # rdbench.api.phase, the one import that points up (a call, never at import time).

@@ -38,12 +38,13 @@ import torch.nn.functional as F
 from rdbench.balance import BalanceMeter, term_norms
 from rdbench.bench.timing import interleaved
 from rdbench.config import load_system
-from rdbench.systems.base import resolve_device
+from rdbench.memory import check_fits
+from rdbench.systems.base import available_memory, resolve_device
 from rdbench.systems.ddpm.capture import Replay, bf16_autocast
 from rdbench.systems.ddpm.model import count_parameters
 from rdbench.systems.ddpm.sample import TERMS, StaticReverseStep, measure, network_predictor, sample
 from rdbench.systems.ddpm.schedule import NoiseSchedule
-from rdbench.systems.ddpm.system import build_model, build_schedule
+from rdbench.systems.ddpm.system import build_model, build_schedule, memory_bytes
 from rdbench.systems.ddpm.train import ema_blend
 
 TABLE1_M_DIFF = {"mnist": 3.0274, "fashionmnist": 3.0277, "cifar10": 5.2508}
@@ -235,6 +236,9 @@ def bench_ddpm(profile: str, device: str, batch: int | None, channels: int, trai
     s = conf.resolve("mnist" if channels == 1 else "cifar10", profile)
     batch = batch or s.batch_size
     samples = samples or s.sampler.batch_size
+    check_fits(2 * memory_bytes(s, (channels, 32, 32), batch, samples), available_memory(dev),
+               f"bench ddpm --batch {batch} --samples {samples} (two U-Nets)", "use a smaller --batch or --samples",
+               str(dev))
     echo(f"DDPM bench: profile {profile}, device {dev}, torch threads {torch.get_num_threads()}, "
                f"{channels}x32x32 images, bf16 {s.bf16 and dev.type == 'cuda'}, "
                f"channels-last {s.channels_last and dev.type == 'cuda'}")

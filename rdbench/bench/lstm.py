@@ -21,7 +21,8 @@ from torch import nn
 
 from rdbench.balance import BalanceMeter
 from rdbench.bench.timing import interleaved
-from rdbench.systems.base import resolve_device
+from rdbench.memory import check_fits
+from rdbench.systems.base import available_memory, resolve_device
 from rdbench.systems.lstm.model import NextStepLSTM, build_model, next_step_loss
 from rdbench.systems.lstm.probe import measure_teacher_forced
 
@@ -80,6 +81,10 @@ def bench_lstm(batch: int, seq_len: int, hidden: int, train_steps: int, rounds: 
     if threads is not None:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
+    # the data, and per variant the activations kept for backward: 4 gates, cell and hidden state, gradients
+    check_fits(4 * batch * seq_len * (1 + 2 * 6 * 2 * hidden), available_memory(dev),
+               f"bench lstm --batch {batch} --seq-len {seq_len} --hidden {hidden}",
+               "use a smaller --batch, --seq-len or --hidden", str(dev))
     gen = torch.Generator().manual_seed(0)
     data = torch.randn(batch, seq_len, generator=gen).to(dev)
     fused = build_model(hidden, "pytorch", seed=0).to(dev)

@@ -37,9 +37,11 @@ import torch
 from rdbench.balance import BalanceMeter
 from rdbench.bench.timing import interleaved
 from rdbench.config import load_system
-from rdbench.systems.base import resolve_device
+from rdbench.memory import check_fits
+from rdbench.systems.base import available_memory, resolve_device
 from rdbench.systems.grayscott import (
     TERMS,
+    GrayScott,
     GrayScottSettings,
     GrayScottSimulation,
     initial_state,
@@ -124,11 +126,20 @@ def peak_memory(device: torch.device) -> str:
     return text
 
 
+def check_size(settings: GrayScottSettings, batch: int, steps: int, dev: torch.device) -> None:
+    """ConfigError before anything is allocated when a batch (the simulation, its numpy twin, the
+    meter's series of ``steps`` recorded steps) needs more than ``dev`` has."""
+    need = 2 * GrayScott().memory_bytes([settings] * batch) + batch * steps * len(TERMS) * 8
+    check_fits(need, available_memory(dev), f"bench rd --grid-size {settings.grid_size} --batch {batch}",
+               "use a smaller --grid-size or --batch", str(dev))
+
+
 def bench_rd(grid_size: int, steps: int, batch: int, rounds: int, device: str,
              echo: Callable[[str], None] = print) -> None:
     """Gray-Scott throughput: rdbench (eager and fused) against a numpy np.roll step."""
     dev = resolve_device(device)
     eager = _settings(grid_size, steps, "eager")
+    check_size(eager, batch, steps, dev)
     fused = _settings(grid_size, steps, "compiled")
     triton = _settings(grid_size, steps, "triton") if step_kernel(fused.model_copy(update={"kernel": "auto"}),
                                                                   dev) == "triton" else None
@@ -192,6 +203,7 @@ def bench_rd_memory(grid_size: int, steps: int, batch: int, device: str, kernel:
     step, the meter growing as it does in a run); returns the growth of the current RSS in %."""
     dev = resolve_device(device)
     settings = _settings(grid_size, steps, kernel)
+    check_size(settings, batch, 10 * steps, dev)
     sim = GrayScottSimulation([settings] * batch, list(range(batch)), dev)
     meter = BalanceMeter(batch, TERMS, device=dev)
     start = time.perf_counter()

@@ -312,6 +312,20 @@ def _count_artifacts(client, run_id: str, path: str | None = None) -> int:
 # --------------------------------------------------------------------------- the comparison
 
 
+URI_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file")
+
+
+def check_targets(targets: Iterable[str]) -> None:
+    """ValueError, one line, for a target that is neither a named one nor a tracking URI (a bare word
+    would otherwise be taken as a folder of a file store and every cell counted as lost)."""
+    for target in targets:
+        scheme, sep, rest = target.partition("://")
+        if target in TARGETS or (sep and rest and scheme.split("+")[0] in URI_SCHEMES):
+            continue
+        raise ValueError(f"unknown --target {target!r}; allowed: {', '.join(TARGETS)}, or a tracking URI "
+                         f"({', '.join(s + '://...' for s in URI_SCHEMES)})")
+
+
 def run_store_benchmark(
     targets: Iterable[str] = TARGETS,
     process_counts: Sequence[int] = (8, 16),
@@ -332,6 +346,7 @@ def run_store_benchmark(
     """
     from rdbench.tracking import server as tracking_server
 
+    check_targets(targets)
     own_tmp = None
     if workdir is None:
         own_tmp = tempfile.TemporaryDirectory(prefix="rdbench-bench-store-")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from rdbench.commands.options import one_line_errors
+from rdbench.commands.options import MAX_PROCESSES, count, one_line_errors
 
-Positive = click.IntRange(min=1)
+Positive = count(1)
 device_choice = click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 rounds_option = click.option("--rounds", default=5, show_default=True, type=Positive,
                              help="Interleaved rounds; the best of each variant is kept.")
@@ -46,7 +46,7 @@ def bench_rd(grid_size, steps, batch, rounds, device, threads, memory, eager) ->
 
 @bench.command("lstm")
 @click.option("--batch", default=256, show_default=True, type=Positive, help="Sequences per batch.")
-@click.option("--seq-len", default=200, show_default=True, type=click.IntRange(min=2), help="Values per sequence.")
+@click.option("--seq-len", default=200, show_default=True, type=count(2), help="Values per sequence.")
 @click.option("--hidden", default=16, show_default=True, type=Positive, help="Hidden units.")
 @click.option("--train-steps", default=3, show_default=True, type=Positive, help="Adam steps per timed training round.")
 @rounds_option
@@ -67,13 +67,13 @@ def bench_lstm(batch, seq_len, hidden, train_steps, rounds, device, threads) -> 
 @click.option("--channels", default="1", type=click.Choice(["1", "3"]), show_default=True,
               help="Image channels (1: MNIST-like, 3: CIFAR10-like).")
 @click.option("--train-steps", default=5, show_default=True, type=Positive, help="Training steps per timed round.")
-@click.option("--sampling-steps", default=30, show_default=True, type=click.IntRange(min=2),
+@click.option("--sampling-steps", default=30, show_default=True, type=count(2),
               help="Reverse steps per timed sampling round.")
 @click.option("--sampling-rounds", default=10, show_default=True, type=Positive,
               help="Interleaved sampling rounds (best and median kept).")
 @click.option("--samples", default=None, type=Positive, help="Images per sampling batch (default: the profile's sampler.batch_size).")
 @click.option("--rounds", default=3, show_default=True, type=Positive, help="Interleaved rounds; the best of each variant is kept.")
-@click.option("--m-diff-samples", default=2, show_default=True, type=click.IntRange(min=0),
+@click.option("--m-diff-samples", default=2, show_default=True, type=count(0),
               help="Samples for the M_diff check at the paper settings (0 skips it).")
 @click.option("--profile-steps", default=3, show_default=True, type=click.IntRange(min=0),
               help="Training steps under torch.profiler for the top-kernel tables (0 skips them).")
@@ -91,14 +91,14 @@ def bench_ddpm(profile, device, batch, channels, train_steps, sampling_steps, sa
 @click.option("--target", "targets", multiple=True,
               help="server (a temporary PostgreSQL-backed MLflow server), sqlite-fresh, sqlite-existing, or a "
                    "tracking URI. Repeatable. Default: the three named ones.")
-@click.option("--processes", "process_counts", multiple=True, type=Positive, help="Concurrent cells. Repeatable. Default: 8 and 16.")
+@click.option("--processes", "process_counts", multiple=True, type=count(1, MAX_PROCESSES), help="Concurrent cells. Repeatable. Default: 8 and 16.")
 @click.option("--params", default=60, show_default=True, type=Positive, help="Params per cell.")
 @click.option("--series", default=4, show_default=True, type=Positive, help="Series per cell.")
 @click.option("--points", default=2000, show_default=True, type=Positive, help="Points per series.")
 @click.option("--artifacts", default=3, show_default=True, type=Positive, help="Artifacts per cell.")
-@click.option("--retries", default=0, show_default=True, type=click.IntRange(min=0), help="Retries per failing operation.")
+@click.option("--retries", default=0, show_default=True, type=count(0), help="Retries per failing operation.")
 @click.option("--experiment-exists", is_flag=True, help="Create the experiment before the workers start, as a grid's driver does.")
-@click.option("--server-workers", default=2, show_default=True, type=Positive, help="MLflow server workers for --target server.")
+@click.option("--server-workers", default=2, show_default=True, type=count(1, MAX_PROCESSES), help="MLflow server workers for --target server.")
 @click.option("--workdir", default=None, type=click.Path(file_okay=False), help="Where stores and logs go (default: a temp folder).")
 def bench_store(targets, process_counts, params, series, points, artifacts, retries, experiment_exists,
                 server_workers, workdir) -> None:
@@ -115,7 +115,7 @@ def bench_store(targets, process_counts, params, series, points, artifacts, retr
 @bench.command("ray")
 @click.option("--cells", default=6, show_default=True, type=Positive, help="LSTM cells in the grid.")
 @click.option("--epochs", default=400, show_default=True, type=Positive, help="Training epochs per cell.")
-@click.option("--workers", "worker_counts", multiple=True, type=Positive,
+@click.option("--workers", "worker_counts", multiple=True, type=count(1, MAX_PROCESSES),
               help="CPUs of a local Ray instance. Repeatable. Default: 1 and 2.")
 @click.option("--workdir", default=None, type=click.Path(file_okay=False), help="Where stores go (default: a temp folder).")
 def bench_ray(cells, epochs, worker_counts, workdir) -> None:

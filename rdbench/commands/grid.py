@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from rdbench.commands.options import (
+    MAX_PROCESSES,
     CliError,
+    count,
     data_dir_option,
     device_option,
     experiment_option,
@@ -59,7 +61,7 @@ from rdbench.commands.output import Announcer, print_report
                  help="Where the cells run: one after another in this process, or each batch as a Ray task."),
     click.option("--address", default=None, metavar="ADDR",
                  help="--executor ray: a running Ray cluster (host:port, or 'auto'). Default: a local Ray instance."),
-    click.option("--workers", default=None, type=click.IntRange(min=1),
+    click.option("--workers", default=None, type=count(1, MAX_PROCESSES),
                  help="--executor ray without --address: CPUs of the local Ray instance. Default: every CPU."),
 )
 def grid(grid_file, only, force, name, sets, device, experiment, data_dir, resume, fresh, report, out_dir,
@@ -71,6 +73,13 @@ def grid(grid_file, only, force, name, sets, device, experiment, data_dir, resum
     FAILED and the others go on; the command then exits non-zero. --fresh reruns every
     cell, training from scratch. The same as rdbench.grid() from Python (docs/api.md).
     """
+    from pathlib import Path
+
+    from rdbench.config import read_yaml
+
+    if Path(grid_file).is_file():  # an unreadable or oversized file is refused before torch loads
+        with one_line_errors():
+            read_yaml(grid_file)
     import rdbench.api as api
     from rdbench.commands.phase import run_map
     from rdbench.study.execution import study_id
@@ -79,7 +88,8 @@ def grid(grid_file, only, force, name, sets, device, experiment, data_dir, resum
 
     ctx = run_context(device, data_dir, resume, fresh)
     with one_line_errors():
-        planned = api.plan_study(grid_file, only, parse_sets(sets), ctx, name=name)
+        planned = api.plan_study(grid_file, only, parse_sets(sets), ctx, name=name,
+                                 check_memory_here=executor != "ray")
     plan = planned.grid
     client = open_tracking()
     with one_line_errors(), api.executor_for(executor, address, workers, client.tracking_uri) as runner:

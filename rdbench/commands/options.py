@@ -17,6 +17,29 @@ import click
 
 from rdbench.config import ConfigError, parse_assignment
 
+MAX_COUNT = 2**31 - 1  # steps, rounds, images... past this an option is a typo, not a plan
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds all take 32-bit values
+MAX_PROCESSES = 256  # processes or workers one command starts
+
+
+def count(minimum: int = 1, maximum: int = MAX_COUNT) -> click.IntRange:
+    """A whole-number option within ``[minimum, maximum]`` (click names both bounds when refusing)."""
+    return click.IntRange(min=minimum, max=maximum)
+
+
+class Seconds(click.FloatRange):
+    """A finite duration in seconds within the range (click's FloatRange lets ``nan`` through)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number
+
+
+seed_type = count(0, MAX_SEED)
 DEFAULT_OUT = "outputs/report"
 
 
@@ -45,6 +68,10 @@ def one_line_errors(*errors: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except (ConfigError, *errors) as exc:
+        if type(exc).__module__.startswith("mlflow."):  # the store failed mid-command: its cause, not its SQL
+            from rdbench.tracking.store import describe_fault
+
+            raise CliError(describe_fault(exc)) from None
         raise CliError(" ".join(str(exc).split()) or type(exc).__name__) from None
 
 
@@ -131,9 +158,8 @@ def open_tracking():
     marked KILLED here, by whichever rdbench command opens the store next.
     """
     from rdbench.api import open_tracking as open_store
-    from rdbench.tracking.store import StoreError
 
-    with one_line_errors(StoreError):
+    with one_line_errors(*store_errors()):
         client, closed = open_store()
     if closed:
         click.echo(f"marked KILLED {len(closed)} run(s) whose process had ended: {', '.join(closed)}", err=True)

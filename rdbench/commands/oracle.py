@@ -5,11 +5,13 @@ from __future__ import annotations
 import click
 
 from rdbench.commands.options import (
+    count,
     experiment_name,
     experiment_option,
     one_line_errors,
     open_tracking,
     progress_bar,
+    seed_type,
     store_errors,
 )
 
@@ -17,10 +19,10 @@ from rdbench.commands.options import (
 @click.command()
 @click.option("--dataset", default="digits", show_default=True, help="A dataset of conf/systems/ddpm.yaml.")
 @click.option("--profile", default="paper", show_default=True, help="Schedule and sampler from this profile.")
-@click.option("--images", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--images", default=0, show_default=True, type=count(0),
               help="Training images the oracle uses (0: the whole set).")
-@click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1), help="Images generated per control.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--samples", default=16, show_default=True, type=count(1), help="Images generated per control.")
+@click.option("--seed", default=0, show_default=True, type=seed_type)
 @click.option("--data-dir", default=None, help="Where torchvision datasets live (not needed for digits).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--sweep", is_flag=True,

@@ -76,6 +76,11 @@ def print_report(
 
     if parent_run_id and all_cells:
         raise CliError("--parent and --all-cells exclude each other")
+    if published_path:  # a bad file is refused before the store is opened
+        from rdbench.report.published import load_published
+
+        with one_line_errors():
+            load_published(published_path)
     client = open_tracking()
     with one_line_errors():  # what rdbench.table() returns is this report's table
         report = api.build_report(parent_run_id, experiment=experiment, all_cells=all_cells, published=published_path)

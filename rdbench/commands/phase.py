@@ -16,6 +16,7 @@ from rdbench.commands.options import (
     options,
     parse_sets,
     run_context,
+    seed_type,
     set_option,
     store_errors,
 )
@@ -45,7 +46,7 @@ max_memory_option = click.option(
 @click.argument("system")
 @click.option("--feed", required=True, metavar="START:STOP:N", help="Feed rates F.")
 @click.option("--kill", required=True, metavar="START:STOP:N", help="Kill rates k.")
-@click.option("-s", "--seed", "seeds", multiple=True, type=int, help="Random seed. Repeatable (repeats give a spread). Default: 0.")
+@click.option("-s", "--seed", "seeds", multiple=True, type=seed_type, help="Random seed. Repeatable (repeats give a spread). Default: 0.")
 @click.option("-p", "--profile", default="paper", show_default=True, help="Settings profile: paper, quick, smoke.")
 @options(
     set_option,

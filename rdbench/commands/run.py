@@ -18,6 +18,7 @@ from rdbench.commands.options import (
     parse_settings,
     resume_option,
     run_context,
+    seed_type,
     set_option,
     settings_option,
     store_errors,
@@ -40,7 +41,7 @@ from rdbench.config import available_systems
 @click.argument("system")
 @click.option("-c", "--case", "--dataset", "cases", multiple=True,
               help="Case to run (rd: spot, stripe...; lstm/ddpm: the dataset). Repeatable. Default: the system's default case.")
-@click.option("-s", "--seed", "seeds", multiple=True, type=int, help="Random seed. Repeatable. Default: 0.")
+@click.option("-s", "--seed", "seeds", multiple=True, type=seed_type, help="Random seed. Repeatable. Default: 0.")
 @click.option("-p", "--profile", default="paper", show_default=True, help="Settings profile: paper, quick, smoke (see conf/systems/).")
 @options(
     set_option,
@@ -72,7 +73,8 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, settings, 
     from rdbench.study.runner import failure_summary
 
     with one_line_errors():
-        cells = api.plan_run(system, cases, seeds or (0,), profile, overrides, config_path, model)
+        cells = api.plan_run(system, cases, seeds or (0,), profile, overrides, config_path, model, data_dir,
+                             click.echo)
     run_ctx = run_context(device, data_dir, resume, fresh)
     open_tracking()
     with one_line_errors(*store_errors()):

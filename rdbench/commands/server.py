@@ -12,7 +12,9 @@ import sys
 
 import click
 
-from rdbench.commands.options import CliError
+from rdbench.commands.options import MAX_PROCESSES, CliError, Seconds, count
+
+MAX_WAIT_S = 3600.0  # a wait longer than an hour is a typo
 
 
 def _run(call):
@@ -41,9 +43,9 @@ def server() -> None:
 @click.option("--backend-uri", envvar="RDBENCH_BACKEND_URI", default=None, metavar="URI",
               help="An existing PostgreSQL (postgresql+psycopg2://user:pw@host:port/db): start only the MLflow "
                    "server on it. Also $RDBENCH_BACKEND_URI, which keeps the password out of shell history.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="MLflow server workers.")
+@click.option("--workers", default=2, show_default=True, type=count(1, MAX_PROCESSES), help="MLflow server workers.")
 @click.option("--allowed-hosts", default=None, help="MLflow's --allowed-hosts (a head reached by DNS name).")
-@click.option("--timeout", default=120.0, show_default=True, type=click.FloatRange(min=1), help="Seconds to wait for health.")
+@click.option("--timeout", default=120.0, show_default=True, type=Seconds(min=1, max=MAX_WAIT_S), help="Seconds to wait for health.")
 def start(folder, host, port, pg_port, backend_uri, workers, allowed_hosts, timeout) -> None:
     """Start PostgreSQL (initialised in FOLDER the first time) and the MLflow server on it."""
     from rdbench.tracking import server as ts
@@ -55,7 +57,7 @@ def start(folder, host, port, pg_port, backend_uri, workers, allowed_hosts, time
 
 @server.command("stop")
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
+@click.option("--timeout", default=30.0, show_default=True, type=Seconds(min=1, max=MAX_WAIT_S),
               help="Seconds to wait before stopping harder.")
 def stop(folder, timeout) -> None:
     """Stop the MLflow server and PostgreSQL recorded in FOLDER."""

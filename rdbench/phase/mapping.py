@@ -34,6 +34,7 @@ from rdbench.tracking.store import client as tracking_client
 from rdbench.tracking.store import experiment_id, retrying, search_runs
 from rdbench.tracking.tags import (
     KIND_PHASE,
+    TAG_ERROR,
     TAG_KIND,
     TAG_PARENT,
     TAG_PHASE_HASH,
@@ -82,6 +83,8 @@ def _open_run(client, plan: PhasePlan, experiment: str, resume: bool,
                 raise ConfigError(f"this map is running in another process (run {last.info.run_id}); "
                                   f"wait for it, or --no-resume to start another")
             retrying(lambda: client.update_run(last.info.run_id, status="RUNNING"))
+            if TAG_ERROR in last.data.tags:  # the reason it stopped before is no longer true
+                retrying(lambda: client.delete_tag(last.info.run_id, TAG_ERROR))
             return TrackedRun.adopt(client, last.info.run_id, tags), None
     return TrackedRun.create(client, experiment, plan.name, tags, parent_run_id=parent_run_id), None
 
@@ -138,11 +141,11 @@ def run_phase_map(
         result.cell_updates = int(per_chunk["chunk_cell_updates"].sum())
         result.peak_rss_mib, result.peak_device_mib = peak_memory(device)
         _log_map(run, plan, table, np.stack([tiles[i] for i in range(len(plan.points))]), result)
+        run.finish()  # ArtifactsLost when what was logged is not all in the store
     except BaseException as exc:  # Ctrl-C, SIGTERM, a store or simulation error: never left RUNNING
         with contextlib.suppress(Exception):
             run.fail(exc)
         raise
-    run.finish()
     result.status = FINISHED
     return result
 

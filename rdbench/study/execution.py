@@ -26,7 +26,7 @@ from rdbench.systems.base import RunContext
 from rdbench.tracking.environment import device_tags
 from rdbench.tracking.liveness import HEARTBEAT, owner_tags
 from rdbench.tracking.manifest import NOT_RUN, ManifestRow, write_manifest
-from rdbench.tracking.runs import TrackedRun, one_line
+from rdbench.tracking.runs import ArtifactsLost, TrackedRun, one_line
 from rdbench.tracking.store import client as tracking_client
 from rdbench.tracking.store import experiment_id, search_runs
 from rdbench.tracking.tags import (
@@ -192,7 +192,11 @@ def run_grid(
     elif reason:
         parent.end(RunStatus.FAILED, one_line(RuntimeError(reason)))
     else:
-        parent.finish()
+        try:
+            parent.finish()
+        except ArtifactsLost as exc:  # the grid file the parent logged is gone: FAILED, one line
+            parent.fail(exc)
+            raise
     return result
 
 

@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from rdbench.config import load_system
-from rdbench.systems.base import ProgressFactory, no_progress, resolve_device
-from rdbench.systems.ddpm.oracle import OracleSettings, oracle_controls
+from rdbench.memory import check_fits
+from rdbench.systems.base import ProgressFactory, available_memory, no_progress, resolve_device
+from rdbench.systems.ddpm.oracle import OracleSettings, oracle_controls, oracle_memory_bytes
 from rdbench.systems.ddpm.sweep import SweepResult, check_sweep, load_sweep_settings, run_sweep
 from rdbench.systems.ddpm.system import build_schedule, load_images
 from rdbench.tracking.runs import TrackedRun
@@ -47,6 +48,8 @@ def oracle_check(dataset: str, profile: str, images: int, samples: int, seed: in
     data = load_images(settings, data_dir)
     count = images or len(data)
     oracle_settings = OracleSettings(train_images=count, noise_images=count, chunk_size=settings.oracle.chunk_size)
+    check_fits(oracle_memory_bytes(oracle_settings, len(data), data.spec.shape, samples), available_memory(dev),
+               f"the oracle with --images {count} --samples {samples}", "use fewer --images or --samples", str(dev))
     schedule = build_schedule(settings, dev)
     start = time.perf_counter()
     results, counts = oracle_controls(

@@ -44,7 +44,15 @@ from mlflow.entities import RunStatus
 
 from rdbench.config import ConfigError, Resources
 from rdbench.study.cells import Cell, plugin
-from rdbench.study.runner import FAILED, FINISHED, KILLED, CellReport, batches, run_cells
+from rdbench.study.runner import (
+    FAILED,
+    FINISHED,
+    KILLED,
+    CellReport,
+    batches,
+    check_memory,
+    run_cells,
+)
 from rdbench.systems.base import RunContext, no_progress
 from rdbench.tracking.runs import TrackedRun, one_line
 from rdbench.tracking.store import client as tracking_client
@@ -98,6 +106,18 @@ def task_options(cell: Cell, device_type: str) -> dict[str, Any]:
     res = resources_of(cell)
     return {"num_cpus": res.cpu, "num_gpus": res.gpu_on_cuda if device_type == "cuda" else 0,
             "max_retries": 0, "retry_exceptions": False, "name": f"rdbench {cell.run_name}"}
+
+
+def memory_refusal(cells: Sequence[Cell], device: str) -> str | None:
+    """The body of a Ray task: :func:`check_memory` of one batch on this worker's device; the one-line
+    refusal, or None when it fits."""
+    import torch
+
+    try:
+        check_memory(cells, torch.device(device))
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def run_batch(uri: str, cells: Sequence[Cell], experiment: str, ctx: RunContext, parent_run_id: str,
@@ -188,11 +208,22 @@ class RayExecutor:
         self._ray = None
 
     def check(self, cells: Sequence[Cell], ctx: RunContext) -> None:
-        """Refuse (ConfigError) a batch that asks for more CPUs or GPUs than the whole cluster has:
-        Ray would keep it pending for ever. Called before the grid's parent run exists."""
+        """Refuse (ConfigError) a batch that asks for more CPUs or GPUs than the whole cluster has
+        (Ray would keep it pending for ever), or more memory than a worker it would run on has: the
+        memory estimate runs as a Ray task with the batch's resources, on a worker's device, not the
+        driver's. Called before the grid's parent run exists."""
         if self._ray is None:
             return
         have = self._ray.cluster_resources()
+        self._check_resources(cells, ctx, have)
+        remote = self._ray.remote(memory_refusal)
+        refs = [remote.options(**task_options(batch[0][1], ctx.device.type)).remote(
+            [cell for _, cell in batch], str(ctx.device)) for batch in batches(cells)]
+        for refusal in self._ray.get(refs):
+            if refusal:
+                raise ConfigError(f"on a Ray worker: {refusal}")
+
+    def _check_resources(self, cells: Sequence[Cell], ctx: RunContext, have: dict) -> None:
         for batch in batches(cells):
             opts = task_options(batch[0][1], ctx.device.type)
             for key, name in (("num_cpus", "CPU"), ("num_gpus", "GPU")):

@@ -23,7 +23,7 @@ from rdbench.study.cells import Cell, plugin
 from rdbench.systems.base import Job, Outcome, RunContext, System, available_memory
 from rdbench.tracking.environment import device_tags
 from rdbench.tracking.liveness import owner_alive
-from rdbench.tracking.runs import TrackedRun, one_line
+from rdbench.tracking.runs import ArtifactsLost, TrackedRun, one_line
 from rdbench.tracking.store import client as tracking_client
 from rdbench.tracking.store import search_runs
 from rdbench.tracking.system_metrics import SystemMetrics
@@ -67,8 +67,15 @@ def check_memory(cells: Sequence[Cell], device: Any) -> None:
             names = ", ".join(cell.run_name for _, cell in group[:3]) + (" ..." if len(group) > 3 else "")
             raise ConfigError(
                 f"{names}: needs about {need / 2**30:.1f} GiB on {device}, which has {free / 2**30:.1f} GiB "
-                f"available; use a smaller grid_size or fewer cells per batch"
+                f"available; use smaller sizes (grid_size, batch_size, seq_len, samples...) or fewer cells per batch"
             )
+
+
+def check_runs(cells: Sequence[Cell], ctx: RunContext) -> None:
+    """Each system's checks that need the run context (``--no-resume``, a configuration another process
+    is training), before any run exists: ConfigError, one line."""
+    for cell in cells:
+        plugin(cell.system, cell.config_path).system.check_run(cell.settings, cell.config_hash, ctx)
 
 
 def run_cells(
@@ -128,7 +135,11 @@ def run_cells(
                 fail([(index, cell)], [run], outcome)
                 continue
             log_outcome(run, outcome, wall_time=wall, batch=len(jobs))
-            run.finish()
+            try:
+                run.finish()
+            except ArtifactsLost as exc:  # this cell's record has a hole; the others of the batch go on
+                fail([(index, cell)], [run], exc)
+                continue
             report(index, CellReport(cell, run.run_id, FINISHED, metrics=outcome.balance.summary()))
 
     for group in batches(cells):

@@ -26,6 +26,7 @@ import torch
 
 from rdbench.balance import BalanceResult
 from rdbench.config import Settings
+from rdbench.memory import available_host_memory
 from rdbench.systems.records import DatasetRecord, ModelRecord
 
 
@@ -133,6 +134,16 @@ class System(abc.ABC):
         """Reject settings that cannot run (raise ConfigError) before any run starts."""
         return None
 
+    def case_for_model(self, model: str, data_dir: Path | None) -> tuple[str, dict[str, Any], str] | None:
+        """With ``--model`` and no case given: ``(case, overrides, a line saying why)`` to measure the
+        model on, or None for the system's default case."""
+        return None
+
+    def check_run(self, settings: Any, config_hash: str, ctx: RunContext) -> None:
+        """Checks that need the run context (where data and checkpoints live, ``--no-resume``): raise
+        ConfigError before any run exists. What can only be known once the job runs stays in :meth:`run`."""
+        return None
+
     def unused_settings(self, settings: Any) -> set[str]:
         """Dotted setting names (a name covers its sub-keys) that this case never reads: they are
         not logged as params (e.g. the Lorenz parameters of a sine run). They still enter the config
@@ -165,14 +176,7 @@ def available_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return available_host_memory()
 
 
 def resolve_device(name: str) -> torch.device:

@@ -24,7 +24,7 @@ from rdbench.balance import BalanceResult
 from rdbench.provenance import command_line, git_commit, source_name, tree_state, user
 from rdbench.tracking.environment import git_tags, version_tags
 from rdbench.tracking.liveness import HEARTBEAT, owner_tags
-from rdbench.tracking.store import experiment_id, retrying
+from rdbench.tracking.store import StoreError, experiment_id, retrying
 from rdbench.tracking.tags import (
     GIT_DIFF_ARTIFACT,
     TAG_CHECKPOINT,
@@ -44,6 +44,7 @@ from rdbench.tracking.tags import (
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 MAX_PARAMS_PER_BATCH = 100
 NORMALISED_STEPS = 1000  # R_t on normalised time is logged at steps 0..1000
+MAX_NAMED = 20  # missing artifacts named in the one-line error (then a count)
 
 
 def source_tags() -> dict[str, str]:
@@ -63,13 +64,23 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:4000]
 
 
+class ArtifactsLost(StoreError):
+    """Artifacts a run logged are not in its store when it ends (deleted, or never written): a store
+    fault, one line naming them."""
+
+
 class TrackedRun:
-    """One MLflow run, seen through the :class:`~rdbench.systems.base.Recorder` interface."""
+    """One MLflow run, seen through the :class:`~rdbench.systems.base.Recorder` interface.
+
+    It remembers the path of every artifact it logs, and :meth:`finish` checks that they are all in
+    the store before the run is FINISHED: a record with a hole is FAILED, naming what is missing.
+    """
 
     def __init__(self, mlflow_client: MlflowClient, run_id: str):
         self.client = mlflow_client
         self.run_id = run_id
         self.model_id: str | None = None  # the model this run logged: its later scalar metrics are linked to it
+        self.logged: set[str] = set()  # artifact paths, relative to the run's artifact root
 
     # ------------------------------------------------------------------ creation
 
@@ -184,9 +195,11 @@ class TrackedRun:
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+        self.logged.add(_artifact_file(artifact_path, Path(local_path).name))
 
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
         self.client.log_dict(self.run_id, dict(data), artifact_file)
+        self.logged.add(_artifact_file(artifact_file))
 
     def log_input(self, dataset: Any) -> None:
         """A :class:`~rdbench.systems.records.DatasetRecord` as a run input (``mlflow.log_input``)."""
@@ -211,6 +224,7 @@ class TrackedRun:
     def log_table(self, data: Any, artifact_file: str) -> None:
         """A table the MLflow UI renders (``mlflow.log_table``), e.g. a pandas DataFrame."""
         self.client.log_table(self.run_id, data=data, artifact_file=artifact_file)
+        self.logged.add(_artifact_file(artifact_file))
 
     @contextlib.contextmanager
     def _temp_file(self, artifact_file: str) -> Iterator[Path]:
@@ -219,7 +233,7 @@ class TrackedRun:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
             yield path
-            self.client.log_artifact(self.run_id, str(path), folder or None)
+            self.log_artifact(path, folder or None)
 
     # ------------------------------------------------------------------ balance
 
@@ -252,7 +266,24 @@ class TrackedRun:
 
     # ------------------------------------------------------------------ end
 
+    def missing_artifacts(self) -> list[str]:
+        """The logged artifacts the store does not list (one listing per folder), sorted."""
+        folders: dict[str, set[str]] = {}
+        for path in self.logged:
+            folder = path.rpartition("/")[0]
+            if folder not in folders:
+                listed = retrying(lambda folder=folder: self.client.list_artifacts(self.run_id, folder or None))
+                folders[folder] = {info.path for info in listed}
+        return sorted(path for path in self.logged if path not in folders[path.rpartition("/")[0]])
+
     def finish(self) -> None:
+        """FINISHED, once every artifact logged is found in the store; else :class:`ArtifactsLost` (the
+        caller fails the run with it)."""
+        missing = self.missing_artifacts()
+        if missing:
+            shown = ", ".join(missing[:MAX_NAMED]) + (f" and {len(missing) - MAX_NAMED} more" if len(missing) > MAX_NAMED else "")
+            raise ArtifactsLost(f"{len(missing)} of {len(self.logged)} logged artifacts are missing from the store "
+                                f"({self.client.get_run(self.run_id).info.artifact_uri}): {shown}")
         self.end(RunStatus.FINISHED)
 
     def fail(self, exc: BaseException) -> None:
@@ -267,6 +298,12 @@ class TrackedRun:
             with contextlib.suppress(Exception):
                 self.set_tags({TAG_ERROR: reason})
         retrying(lambda: self.client.set_terminated(self.run_id, RunStatus.to_string(status)))
+
+
+def _artifact_file(folder: str | None, name: str | None = None) -> str:
+    """``folder/name`` as the store lists it (no leading, trailing or doubled slashes)."""
+    parts = [p for p in f"{folder or ''}/{name or ''}".split("/") if p and p != "."]
+    return "/".join(parts)
 
 
 def _same_param(a: str, b: str) -> bool:

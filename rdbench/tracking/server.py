@@ -191,6 +191,10 @@ def start(
             f"mlflow pid {previous.mlflow_pid}): stop it first", exit_code=2)
     if workers < 1:
         raise ServerError(f"workers must be at least 1, got {workers}", exit_code=2)
+    if backend_uri is not None and not DATABASE_URI.match(backend_uri):
+        raise ServerError(f"--backend-uri {mask_password(backend_uri)!r} is not a database URI; allowed: "
+                          "postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB (or mysql://..., sqlite:///FILE)",
+                          exit_code=2)
     _require_psycopg2(backend_uri)
     if not mlflow_port:
         mlflow_port = processes.free_port(_probe_host(host))
@@ -447,6 +451,9 @@ def _stop_postgres(pg: PostgresState, say: Echo) -> None:
 
 
 # --------------------------------------------------------------------------- existing backend
+
+
+DATABASE_URI = re.compile(r"^(postgresql|mysql|mssql|sqlite)(\+\w+)?://.+")  # what MLflow's SQL store takes
 
 
 def _require_psycopg2(backend_uri: str | None) -> None:

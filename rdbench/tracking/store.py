@@ -14,20 +14,31 @@ schema creation; an experiment created by two processes at once is tolerated.
 
 Bounds, from the environment (documented in docs/grids-and-reports.md):
 
-* ``RDBENCH_STORE_TIMEOUT_S`` (10): seconds to wait for a server or a locked database
-  when the store is opened;
+* ``RDBENCH_STORE_TIMEOUT_S`` (10): seconds to wait for a locked database when the
+  store is opened;
+* ``RDBENCH_SERVER_TIMEOUT_S`` (5): seconds to wait for a server that does not answer
+  (one that refuses the connection is given ``REFUSED_GRACE_S``, one that answers an
+  HTTP error or something other than MLflow's JSON is refused at once), so that a dead
+  server is reported within 10 s of the command's start;
 * ``RDBENCH_STORE_RETRIES`` (2): MLflow's HTTP retries per request, unless
   ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is set (MLflow's default, 7, waits minutes);
 * ``RDBENCH_STORE_WAIT_S`` (120): how long a write waits out a locked sqlite database
   during a run before the run fails.
+
+MLflow's own log (the SQL tracebacks of a store that fails mid-run, its schema
+messages) goes to a file, :func:`mlflow_log_path`, not the terminal: the command's one
+line (:func:`describe_fault`) names the store, the cause and that file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
+import re
 import sqlite3
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +49,8 @@ from typing import Any, TypeVar
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+REFUSED_GRACE_S = 2.0  # a server that refuses connections this long is down, not restarting
+MLFLOW_LOGGERS = ("mlflow", "alembic", "sqlalchemy")  # whose records go to the log file, not the terminal
 SEARCH_PAGE = 1000  # runs per page of a search (MLflow's maximum for most stores)
 SQLITE_HEADER = b"SQLite format 3\x00"
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # MLflow's download progress bar (tqdm)
@@ -57,6 +70,10 @@ def _env_float(name: str, default: float) -> float:
 
 def store_timeout() -> float:
     return _env_float("RDBENCH_STORE_TIMEOUT_S", 10.0)
+
+
+def server_timeout() -> float:
+    return _env_float("RDBENCH_SERVER_TIMEOUT_S", 5.0)
 
 
 def write_wait() -> float:
@@ -86,6 +103,7 @@ def open_store(uri: str | None = None) -> MlflowClient:
     """
     uri = uri or tracking_uri()
     if uri not in _opened:
+        quiet_mlflow_logs()
         _bound_http_retries()
         if uri.startswith("sqlite:"):
             _prepare_sqlite(uri)
@@ -108,7 +126,44 @@ def _bound_http_retries() -> None:
     if "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ:
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = os.environ.get("RDBENCH_STORE_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(store_timeout(), 1) * 3)))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(store_timeout(), 1))))
+
+
+def mlflow_log_path() -> Path:
+    """Where MLflow's own log goes: ``$RDBENCH_MLFLOW_LOG``, else ``rdbench-<uid>/mlflow.log`` in the temp folder."""
+    env = os.environ.get("RDBENCH_MLFLOW_LOG")
+    return Path(env) if env else Path(tempfile.gettempdir()) / f"rdbench-{os.getuid()}" / "mlflow.log"
+
+
+def quiet_mlflow_logs() -> None:
+    """Send MLflow's (and SQLAlchemy's, Alembic's) log records to :func:`mlflow_log_path` instead of the
+    terminal, so that a store fault is one line of rdbench's, not pages of tracebacks. With
+    ``rdbench --verbose`` (the root logger at DEBUG) they stay on the terminal."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        return
+    path = mlflow_log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path)
+    except OSError:
+        handler = logging.NullHandler()  # nowhere to write: quiet all the same
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    for name in MLFLOW_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+            old.close()
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def describe_fault(exc: BaseException, uri: str | None = None) -> str:
+    """One line for a store that failed mid-command: the URI, the root cause without its SQL, the log file."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"\[SQL: .*", "", text)
+    text = re.sub(r"\(Background on this error at: [^)]*\)|\(raised as a result of [^)]*\)", "", text).strip()
+    return (f"tracking store {uri or tracking_uri()} failed: {text[:300] or type(exc).__name__}; "
+            f"MLflow's log: {mlflow_log_path()}")
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -186,21 +241,31 @@ def _probe(uri: str) -> None:
 
 
 def _check_server(uri: str) -> None:
-    """``GET /health`` within the store timeout (MLflow's own client would retry for minutes)."""
+    """``GET /health`` within :func:`server_timeout` (MLflow's own client would retry for minutes), then
+    one MLflow request: a server that answers an HTTP error, or HTML where MLflow's JSON belongs, is
+    refused in one line too."""
     url = uri.rstrip("/") + "/health"
-    deadline = time.monotonic() + store_timeout()
+    start = time.monotonic()
+    deadline = start + server_timeout()
     error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=max(1.0, deadline - time.monotonic())) as response:
+            with urllib.request.urlopen(url, timeout=max(0.5, deadline - time.monotonic())) as response:
                 if response.status == 200:
+                    _probe(uri)
                     return
+        except urllib.error.HTTPError as exc:
+            raise StoreError(f"tracking server {uri} answered HTTP {exc.code} ({exc.reason}) on /health; "
+                             f"is it an MLflow server? Check it, or set MLFLOW_TRACKING_URI elsewhere") from None
         except (urllib.error.URLError, OSError) as exc:
             error = exc
-        time.sleep(0.5)
-    reason = getattr(error, "reason", error)
-    raise StoreError(f"tracking server {uri} is unreachable ({reason}) within {store_timeout():.0f} s; start it "
-                     f"(`rdbench server start`), or set MLFLOW_TRACKING_URI to a store you can reach")
+            refused = isinstance(getattr(exc, "reason", exc), ConnectionRefusedError)
+            if refused and time.monotonic() - start > REFUSED_GRACE_S:
+                break
+        time.sleep(0.25)
+    reason = getattr(error, "reason", error) or "no answer"
+    raise StoreError(f"tracking server {uri} is unreachable ({reason}) within {time.monotonic() - start:.0f} s; "
+                     f"start it (`rdbench server start`), or set MLFLOW_TRACKING_URI to a store you can reach")
 
 
 def retrying(call: Callable[[], T], what: str = "write") -> T:

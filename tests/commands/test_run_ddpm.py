@@ -58,6 +58,59 @@ def test_smoke_run_on_digits_is_tracked(experiment, mlflow_client, tmp_path, run
         assert "NOT MNIST" in json.load(fh)["description"]
 
 
+def test_artifacts_deleted_before_the_end_fail_the_run_naming_what_is_missing(
+        experiment, mlflow_client, tmp_path, runs_of, monkeypatch):
+    """The store's artifact folder deleted after the cell logged and before it ends: FAILED, one line
+    naming the missing artifacts, exit 2; never FINISHED with a hole in its record."""
+    import shutil
+    from urllib.parse import urlparse
+
+    from rdbench.tracking.runs import TrackedRun
+    from rdbench.tracking.tags import TAG_ERROR
+
+    finish = TrackedRun.finish
+
+    def delete_the_artifact_folder_then_finish(run):
+        artifacts = Path(urlparse(run.client.get_run(run.run_id).info.artifact_uri).path)
+        shutil.rmtree(artifacts.parents[1])  # the experiment's folder of the artifact store
+        finish(run)
+
+    monkeypatch.setattr(TrackedRun, "finish", delete_the_artifact_folder_then_finish)
+    result = invoke("run", "ddpm", "--dataset", "digits", "--profile", "smoke", "--device", "cpu",
+                    "--data-dir", str(tmp_path), "--experiment", experiment, "--train-steps", "4")
+    assert result.exit_code == 2, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert "logged artifacts are missing from the store" in line
+    assert "dataset.json" in line and "samples/untrained.png" in line
+    (run,) = runs_of(mlflow_client, experiment)
+    assert run.info.status == "FAILED"
+    assert "dataset.json" in run.data.tags[TAG_ERROR]
+
+
+def test_no_resume_past_a_checkpoint_and_a_configuration_in_training_are_refused_before_any_run(
+        experiment, mlflow_client, tmp_path, runs_of):
+    """Both checks run before the run exists: one line, exit 2, nothing in the store."""
+    from rdbench.study.cells import plan_cells
+    from rdbench.systems.ddpm.train import exclusive
+
+    args = ["run", "ddpm", "--dataset", "digits", "--profile", "smoke", "--device", "cpu", "--data-dir",
+            str(tmp_path), "--experiment", experiment, "--train-steps", "4"]
+    (cell,) = plan_cells("ddpm", ["digits"], (0,), "smoke", {"train_steps": 4})
+    folder = tmp_path / "checkpoints" / cell.config_hash
+    with exclusive(folder):  # as a second process training the same configuration holds it
+        result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert f"checkpoint folder {folder} is in use by another process" in line
+    torch.save({"step": 3}, folder / "latest.pt")
+    (folder / "latest.json").write_text(json.dumps({"step": 3}))
+    result = invoke(*args, "--no-resume")
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert f"--no-resume: checkpoint {folder / 'latest.pt'} at step 3 exists" in line
+    assert runs_of(mlflow_client, experiment) == []
+
+
 def test_missing_dataset_offline_is_one_clear_line(experiment, mlflow_client, tmp_path, offline, runs_of):
     result = invoke("run", "ddpm", "--dataset", "mnist", "--profile", "smoke", "--device", "cpu",
                     "--data-dir", str(tmp_path), "--experiment", experiment)

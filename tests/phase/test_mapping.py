@@ -10,7 +10,7 @@ import pytest
 
 from rdbench.phase.mapping import FINISHED, KILLED, SKIPPED, run_phase_map
 from rdbench.phase.plan import plan_map
-from rdbench.tracking.tags import TAG_KIND, TAG_PHASE_HASH
+from rdbench.tracking.tags import TAG_ERROR, TAG_KIND, TAG_PHASE_HASH
 
 TINY = {"steps": 200, "early_stop.check_every": 50}  # smoke profile: N = 32
 FIGURES = ("heatmap_R", "heatmap_R_final", "heatmap_abs_R_minus_1", "mosaic_v")
@@ -70,12 +70,14 @@ def test_a_killed_map_resumes_at_its_first_unfinished_chunk(experiment, mlflow_c
     stopped = run_phase_map(plan, experiment, "cpu", rows=2, chunk_limit=1)
     assert stopped.status == KILLED and len(stopped.table) == 2
     assert mlflow_client.get_run(stopped.run_id).info.status == "KILLED"
+    mlflow_client.set_tag(stopped.run_id, TAG_ERROR, "Terminated: received SIGTERM")  # as a SIGTERM leaves it
     assert {p for p in artifacts(mlflow_client, stopped.run_id) if "chunks" in p} == {
         "phase/chunks/chunk_000000.csv", "phase/chunks/chunk_000000.npy"}
     resumed = run_phase_map(plan, experiment, "cpu", rows=2)
     assert resumed.status == FINISHED and resumed.run_id == stopped.run_id
     assert (resumed.chunks_reused, resumed.chunks_run) == (1, 2)
-    assert mlflow_client.get_run(resumed.run_id).info.status == "FINISHED"
+    finished = mlflow_client.get_run(resumed.run_id)
+    assert finished.info.status == "FINISHED" and TAG_ERROR not in finished.data.tags  # no stale reason
     whole = run_phase_map(plan, experiment, "cpu", rows=2, resume=False)
     assert whole.run_id != resumed.run_id and whole.chunks_run == 3
     pd.testing.assert_frame_equal(measured(resumed.table), measured(whole.table))

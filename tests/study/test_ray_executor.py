@@ -76,6 +76,25 @@ def test_bad_resources_in_a_system_file_are_one_line_errors(tmp_path):
         load_system("lstm", bad)
 
 
+def test_a_batch_too_big_for_a_worker_is_refused_by_the_workers_estimate():
+    """What a Ray task runs on a worker before any run exists: the batch's estimate against that worker's memory."""
+    from rdbench.study.ray_executor import memory_refusal
+
+    big = plan_cells("rd", ["spot"], (0,), "smoke", {"grid_size": 100_000, "dt": 1e-6})
+    assert "GiB available" in memory_refusal(big, "cpu")
+    assert memory_refusal(plan_cells("rd", ["spot"], (0,), "smoke", {}), "cpu") is None
+
+
+@pytest.mark.slow
+def test_a_grid_on_ray_checks_memory_on_a_worker_not_the_driver(experiment, mlflow_client):
+    result = CliRunner().invoke(main, ["grid", "smoke", "--only", "rd/spot", "--executor", "ray", "--workers", "1",
+                                       "--set", "grid_size=100000", "--set", "dt=1e-6", "--experiment", experiment])
+    assert result.exit_code == 2, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert "on a Ray worker: " in line and "GiB available" in line
+    assert mlflow_client.get_experiment_by_name(experiment) is None  # nothing written
+
+
 def test_address_and_workers_need_the_ray_executor(experiment, mlflow_client):
     result = CliRunner().invoke(main, ["grid", "smoke", "--only", "lstm", "--address", "127.0.0.1:6379",
                                        "--experiment", experiment])

@@ -226,6 +226,40 @@ def test_run_ddpm_measures_a_saved_pipeline_end_to_end(experiment, mlflow_client
     assert {f.path for f in mlflow_client.list_artifacts(run.info.run_id, "samples")} == {"samples/pretrained.png"}
 
 
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(("channels", "size"), [(3, 32), (1, 16)])
+def test_a_pipeline_runs_with_no_dataset_and_says_what_its_oracle_control_uses(
+        channels, size, experiment, mlflow_client, tmp_path, runs_of):
+    """No --dataset: a dataset of the pipeline's shape feeds the oracle control when its files are here;
+    none is here (an empty data folder), so that control is skipped, and the command says so."""
+    folder = save_pipeline(tmp_path / "pipe", channels=channels, size=size)
+    data = tmp_path / "data"
+    result = invoke("run", "ddpm", "--profile", "smoke", "--model", str(folder), "--device", "cpu",
+                    "--data-dir", str(data), "--experiment", experiment)
+    assert result.exit_code == 0, result.output
+    assert (f"--model {folder} generates {channels}x{size}x{size} images and no dataset of that shape is here "
+            f"(digits 1x32x32): the oracle control on training images is skipped") in result.output
+    (run,) = runs_of(mlflow_client, experiment)
+    assert run.info.status == "FINISHED" and run.data.params["oracle.train_images"] == "0"
+    assert "control.oracle_noise.R" in run.data.metrics and "control.oracle.R" not in run.data.metrics
+
+
+def test_the_oracle_dataset_of_a_pipeline_is_a_present_dataset_of_its_shape(tmp_path):
+    from rdbench.systems.ddpm.data import DATASETS
+    from rdbench.systems.ddpm.system import oracle_dataset
+
+    assert oracle_dataset((3, 32, 32), tmp_path) is None  # CIFAR10's files are not here
+    assert oracle_dataset((1, 32, 32), tmp_path) == "digits"  # bundled with scikit-learn, the last resort
+    assert oracle_dataset((1, 16, 16), tmp_path) is None
+    spec = DATASETS["cifar10"]
+    (tmp_path / spec.folder).mkdir(parents=True)
+    for name in spec.files:
+        (tmp_path / spec.folder / name).write_bytes(b"")
+    assert oracle_dataset((3, 32, 32), tmp_path) == "cifar10"
+    case, overrides, note = DDPM().case_for_model(str(save_pipeline(tmp_path / "pipe", channels=3, size=32)), tmp_path)
+    assert (case, overrides) == ("cifar10", {}) and note.endswith("the oracle control uses dataset cifar10")
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

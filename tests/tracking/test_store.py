@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import socket
 import sqlite3
@@ -77,6 +79,136 @@ def test_an_unreachable_server_is_one_line_within_seconds():
     for args in (SMOKE_RUN, ["grid", "smoke", "--only", "rd/spot"], ["table"]):
         proc, seconds = timed(args, f"http://127.0.0.1:{port}", RDBENCH_STORE_TIMEOUT_S="3")
         assert_one_line_fast(proc, seconds, f"http://127.0.0.1:{port} is unreachable", "rdbench server start")
+
+
+class _Answers(http.server.BaseHTTPRequestHandler):
+    """What a server that is not MLflow answers: HTML with HTTP 200, or HTTP 500 (``status``)."""
+
+    status = 200
+
+    def do_GET(self):  # noqa: N802 - http.server's hook
+        body = b"<html><body>a web page, not MLflow</body></html>"
+        self.send_response(self.status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def tracking_into(uri: str, monkeypatch):
+    """Commands in this process track into ``uri`` (MLflow prefers a URI set in the process to the
+    environment's: the session's store was set so)."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
+@contextlib.contextmanager
+def fake_server(kind: str):
+    """A real local HTTP server on 127.0.0.1 answering HTML (``html``) or HTTP 500 (``500``), or a socket
+    that accepts connections and never answers (``silent``); yields its URI."""
+    if kind == "silent":
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(16)  # connections complete in the backlog; nobody reads them
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        return
+    handler = type("Handler", (_Answers,), {"status": 500 if kind == "500" else 200})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("kind", "fragment"), [
+    ("html", "response body was not in a valid JSON format"),
+    ("500", "answered HTTP 500 (Internal Server Error) on /health"),
+    ("silent", "is unreachable (timed out) within 2 s"),
+])
+def test_a_server_that_answers_html_an_error_or_nothing_is_one_store_fault_line(kind, fragment, monkeypatch):
+    """Opening the store: one StoreError naming the URI, within the server timeout (5 s by default) plus a
+    margin; then a command on it is that one line, exit status 2, nothing before it."""
+    from click.testing import CliRunner
+
+    from rdbench.cli import main
+    from rdbench.tracking.store import StoreError, open_store
+
+    monkeypatch.setenv("RDBENCH_SERVER_TIMEOUT_S", "2")
+    with fake_server(kind) as uri:
+        start = time.monotonic()
+        with pytest.raises(StoreError) as caught:
+            open_store(uri)
+        assert time.monotonic() - start < 2 + 5, "bounded by RDBENCH_SERVER_TIMEOUT_S"  # not a speed target
+        assert uri in str(caught.value) and fragment in str(caught.value)
+        with tracking_into(uri, monkeypatch):
+            result = CliRunner().invoke(main, ["table", "--experiment", "x"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.output
+
+
+def test_mlflow_log_records_go_to_a_file_not_the_terminal(tmp_path, monkeypatch, capfd):
+    import logging
+
+    from rdbench.tracking.store import describe_fault, mlflow_log_path, quiet_mlflow_logs
+
+    monkeypatch.setenv("RDBENCH_MLFLOW_LOG", str(tmp_path / "mlflow.log"))
+    quiet_mlflow_logs()
+    logging.getLogger("mlflow.store.db.utils").error("SQLAlchemy database error: a traceback here")
+    assert capfd.readouterr().err == ""
+    assert "a traceback here" in mlflow_log_path().read_text()
+    line = describe_fault(RuntimeError("(sqlite3.OperationalError) attempt to write a readonly database "
+                                       "[SQL: INSERT INTO tags VALUES (?)] [parameters: ('x',)]"), "sqlite:///s.db")
+    assert line == (f"tracking store sqlite:///s.db failed: (sqlite3.OperationalError) attempt to write a "
+                    f"readonly database; MLflow's log: {tmp_path / 'mlflow.log'}")
+
+
+def test_a_store_deleted_mid_run_is_one_line_and_nothing_before_it(tmp_path, monkeypatch, capfd):
+    """The store's folder deleted while a cell logs its outcome: exit 2 and one line naming the store and
+    the cause; MLflow's SQL tracebacks go to its log file, not the terminal."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    import rdbench.study.runner as runner
+    from rdbench.cli import main
+
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    monkeypatch.setenv("RDBENCH_MLFLOW_LOG", str(tmp_path / "mlflow.log"))
+    log_outcome = runner.log_outcome
+
+    def delete_the_store_then_log(*args, **kwargs):
+        shutil.rmtree(store)
+        log_outcome(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "log_outcome", delete_the_store_then_log)
+    capfd.readouterr()
+    with tracking_into(uri, monkeypatch):
+        result = CliRunner().invoke(main, [*SMOKE_RUN, "--experiment", "deleted"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: tracking store {uri} failed: "), result.output
+    assert "[SQL:" not in lines[0] and f"MLflow's log: {tmp_path / 'mlflow.log'}" in lines[0]
+    terminal = capfd.readouterr()
+    assert "Traceback" not in terminal.err + terminal.out and "ERROR" not in terminal.err + terminal.out
 
 
 def test_a_store_locked_by_another_process_is_one_line(tmp_path):

@@ -94,6 +94,15 @@ class OracleSettings(Settings):
     chunk_size: PositiveInt  # training images per matmul in the streaming log-sum-exp
 
 
+def oracle_memory_bytes(settings: OracleSettings, available_images: int, shape: tuple[int, int, int],
+                        batch_size: int) -> int:
+    """A lower bound, in bytes, of the controls' memory: the training subset and the noise images
+    in float64 (the noise also as generated), and one sampling batch's distances to a chunk."""
+    pixels = shape[0] * shape[1] * shape[2]
+    images = min(settings.train_images, available_images) + 2 * settings.noise_images
+    return 8 * (images * pixels + batch_size * (settings.chunk_size + 2 * pixels))
+
+
 def oracle_controls(
     settings: OracleSettings,
     data: ImageSet | None,

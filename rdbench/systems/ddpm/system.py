@@ -48,6 +48,7 @@ through the job's Recorder.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
 import time
 from collections.abc import Sequence
@@ -72,10 +73,17 @@ from rdbench.systems.ddpm.capture import CaptureMode, static_step_wanted
 from rdbench.systems.ddpm.data import DATASETS, ImageSet, default_data_dir, load_dataset
 from rdbench.systems.ddpm.grid import sampling_grid
 from rdbench.systems.ddpm.model import UNet, count_parameters
-from rdbench.systems.ddpm.oracle import OracleSettings, oracle_controls
+from rdbench.systems.ddpm.oracle import OracleSettings, oracle_controls, oracle_memory_bytes
 from rdbench.systems.ddpm.sample import measure, network_predictor
 from rdbench.systems.ddpm.schedule import NoiseSchedule, ScheduleKind
-from rdbench.systems.ddpm.train import TrainConfig, Trainer, exclusive
+from rdbench.systems.ddpm.train import (
+    CHECKPOINT_NAME,
+    LOCK_FILE,
+    TrainConfig,
+    Trainer,
+    checkpoint_step,
+    exclusive,
+)
 from rdbench.systems.ddpm.user_images import (
     ImageSurvey,
     load_image_folder,
@@ -184,6 +192,29 @@ def check_schedule(settings: DDPMSettings) -> None:
         raise ConfigError(f"schedule ({s.kind}, T={s.timesteps}): {exc}") from None
 
 
+def memory_bytes(settings: DDPMSettings, shape: tuple[int, int, int], batch: int | None = None,
+                 samples: int | None = None) -> int:
+    """A lower bound, in bytes, of what training and measuring one DDPM holds at once, from the
+    settings alone: the residual blocks' 3x3 weights with their gradient and Adam's two moments
+    (16 bytes a parameter), the block outputs one training batch keeps for backward at each level's
+    resolution (forward and gradient), the sampler's batch (forward only), the generated images and
+    the schedule's per-step tables. ``batch`` and ``samples`` replace the settings' (``bench ddpm``)."""
+    c, h, w = shape
+    m = settings.model
+    params = sum(2 * m.blocks_per_level * 9 * ch * ch for ch in m.channels)
+    per_image = sum((2 * m.blocks_per_level + 1) * ch * (h >> level) * (w >> level)
+                    for level, ch in enumerate(m.channels))
+    batch = batch or settings.batch_size
+    sampler = samples or settings.sampler.batch_size
+    images = (settings.sampler.samples + settings.probe_samples) * c * h * w
+    oracle = oracle_memory_bytes(settings.oracle, settings.oracle.train_images, shape, sampler)
+    return (16 * params + 4 * per_image * (2 * batch + sampler) + 4 * images
+            + 8 * SCHEDULE_TABLES * settings.schedule.timesteps + oracle)
+
+
+SCHEDULE_TABLES = 8  # float64 per-timestep tables of a NoiseSchedule (betas, alphas, their products...)
+
+
 def survey_images(settings: DDPMSettings) -> ImageSurvey | None:
     """Count, channels and size of the user's images (a folder's headers, an npz array); None for
     a named dataset. A bad input raises ConfigError."""
@@ -213,8 +244,50 @@ def checkpoint_dir(job: Job, ctx: RunContext) -> Path:
     """``<data dir>/checkpoints/<config hash>``: one folder per cell, found again by ``--resume``."""
     if not job.config_hash:
         raise ValueError("a DDPM job needs its config_hash: checkpoints are kept per configuration")
+    return checkpoint_folder(job.config_hash, ctx)
+
+
+def checkpoint_folder(config_hash: str, ctx: RunContext) -> Path:
     root = ctx.data_dir or default_data_dir()
-    return Path(root) / "checkpoints" / job.config_hash
+    return Path(root) / "checkpoints" / config_hash
+
+
+DATASETS_DEFAULT = "mnist"  # the case of a pretrained pipeline with no dataset of its shape (not loaded then)
+
+
+def dataset_present(name: str, data_dir: Path | None) -> bool:
+    """Whether the named dataset's files are in ``data_dir`` (digits ships with scikit-learn: always)."""
+    spec = DATASETS[name]
+    folder = Path(data_dir or default_data_dir()) / spec.folder
+    return all((folder / file).exists() for file in spec.files)
+
+
+def oracle_dataset(shape: tuple[int, int, int], data_dir: Path | None) -> str | None:
+    """The named dataset whose images have ``shape`` and whose files are here; the bundled ``digits``
+    (not MNIST) only when no real one is; None when none has that shape."""
+    matching = [name for name, spec in DATASETS.items() if spec.shape == tuple(shape)]
+    present = [name for name in matching if dataset_present(name, data_dir)]
+    real = [name for name in present if DATASETS[name].files]
+    return (real or present or [None])[0]
+
+
+def _shapes_here(data_dir: Path | None) -> str:
+    names = [name for name in DATASETS if dataset_present(name, data_dir)]
+    return ", ".join(f"{name} {_dims(DATASETS[name].shape)}" for name in names) or "none"
+
+
+def _locked_elsewhere(folder: Path) -> bool:
+    """Whether another process holds ``folder``'s training lock now (probed without waiting, then let go)."""
+    lock = folder / LOCK_FILE
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
 
 
 class DDPM(System):
@@ -248,6 +321,47 @@ class DDPM(System):
         self._check_model(settings.model, shape)
         if survey is not None and settings.batch_size > survey.count:
             raise ConfigError(f"batch_size={settings.batch_size} exceeds the {survey.count} images of {survey.source}")
+
+    def case_for_model(self, model: str, data_dir: Path | None) -> tuple[str, dict, str] | None:
+        """A public pipeline with no ``--dataset``: the oracle control needs training images of the shape
+        it generates, so the case is a named dataset of that shape whose files are here
+        (:func:`oracle_dataset`); with none, the default case with ``oracle.train_images=0``: the oracle
+        control on training images is skipped (the noise control runs). A model rdbench logged keeps
+        the default case (it was trained on a dataset; ``check()`` compares)."""
+        if is_logged_model(model):
+            return None
+        shape = public.locate(model).sample_shape
+        found = oracle_dataset(shape, data_dir)
+        if found is not None:
+            return found, {}, f"--model {model} generates {_dims(shape)} images: the oracle control uses dataset {found}"
+        return (DATASETS_DEFAULT, {"oracle.train_images": 0},
+                f"--model {model} generates {_dims(shape)} images and no dataset of that shape is here "
+                f"({_shapes_here(data_dir)}): the oracle control on training images is skipped (oracle_noise runs)")
+
+    def check_run(self, settings: DDPMSettings, config_hash: str, ctx: RunContext) -> None:
+        """Before the run exists: ``--no-resume`` with a checkpoint of this configuration further than step 0,
+        or another process training this configuration now (both are checked again, under the lock, when
+        training starts: a process that takes the lock in between still fails its own run)."""
+        if settings.pretrained or not config_hash:
+            return
+        folder = checkpoint_folder(config_hash, ctx)
+        if _locked_elsewhere(folder):
+            raise ConfigError(f"checkpoint folder {folder} is in use by another process training the same "
+                              "configuration; wait for it, or change a setting or the seed")
+        path = folder / CHECKPOINT_NAME
+        step = checkpoint_step(path)
+        if not ctx.resume and path.exists() and (step is None or step > 0):
+            where = f"at step {step}" if step is not None else "of unknown step"
+            raise ConfigError(f"--no-resume: checkpoint {path} {where} exists for this configuration; run without "
+                              f"--no-resume to continue from it, or delete {folder} to start over")
+
+    def memory_bytes(self, settings: Sequence[DDPMSettings]) -> int | None:
+        """One job's lower bound (:func:`memory_bytes`); a pretrained pipeline is not estimated."""
+        s = settings[0]
+        if s.pretrained:
+            return None
+        shape = image_shape(s) if s.dataset in USER_DATASETS else DATASETS[s.dataset].shape
+        return memory_bytes(s, shape)
 
     @staticmethod
     def _check_data(settings: DDPMSettings) -> ImageSurvey | None:

@@ -197,7 +197,32 @@ def _npz_array(path: Path, key: str | None) -> tuple[str, np.ndarray]:
                                   f"set data_key to the one with the images")
         if key not in keys:
             raise ConfigError(f"{source}: no array {key!r}; it holds: {', '.join(keys) or 'none'}")
-        return key, archive[key]
+        _check_npz_header(archive, key, f"{source}[{key!r}]")
+        try:
+            return key, archive[key]
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise ConfigError(f"{source}[{key!r}]: cannot be read ({' '.join(str(exc).split())[:200]})") from None
+
+
+def _check_npz_header(archive: np.lib.npyio.NpzFile, key: str, source: str) -> None:
+    """Read the array's header (dtype, shape) before its data: an object array (pickles) and an
+    array larger than the memory this machine has left are refused without loading anything."""
+    from rdbench.systems.base import available_memory
+
+    try:
+        with archive.zip.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(member)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise ConfigError(f"{source}: not a readable array ({' '.join(str(exc).split())[:200]})") from None
+    if dtype.hasobject:
+        raise ConfigError(f"{source}: an array of Python objects ({dtype}); allowed: uint8 or float images")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    free = available_memory(torch.device("cpu"))
+    if free is not None and need > free:
+        raise ConfigError(f"{source}: shape {shape} needs {need / 2**30:.1f} GiB, more than the "
+                          f"{free / 2**30:.1f} GiB of memory available")
 
 
 def _nchw(array: np.ndarray, source: str) -> np.ndarray:

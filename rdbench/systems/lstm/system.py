@@ -59,6 +59,8 @@ from rdbench.systems.lstm.probe import measure_generation, measure_teacher_force
 from rdbench.systems.lstm.series_file import FILE_KINDS, FileSeriesSettings
 from rdbench.systems.records import ModelRecord, dataset_record, is_logged_model, load_logged_model
 
+BYTES_PER_VALUE = 32  # a generated value's memory: its float64 ODE state, float32 copies, the split
+
 
 class EarlyStop(Settings):
     """End training when the training loss stalls for ``patience`` epochs (0 disables)."""
@@ -130,6 +132,21 @@ class LSTMSystem(System):
                 raise ConfigError(f"pretrained={s.pretrained!r}: the LSTM reloads only models that rdbench logged "
                                   "(runs:/<run id>/model, models:/..., or such a model's folder)")
             load_logged_model(s.pretrained, self.name).require(network_config(s))
+
+    def memory_bytes(self, settings: Sequence[LSTMSettings]) -> int | None:
+        """A lower bound of one job's memory (jobs run one at a time), from the settings alone: the
+        generated sequences (:data:`BYTES_PER_VALUE` each: the solver's float64 states, the float32
+        copies, the train/test split), the LSTM activations one training batch keeps for backward
+        (4 gates, cell and hidden state per value and unit, forward and gradient) and the measurement's
+        sequences. A user's file is not estimated: ``check()`` has read it whole."""
+        s = settings[0]
+        if s.dataset in FILE_KINDS or s.n_sequences is None or s.seq_len is None or s.pretrained:
+            return None
+        n_train, _ = split_counts(s.n_sequences, s.test_fraction)
+        batch = n_train if s.batch_size is None else min(s.batch_size, n_train)
+        activations = batch * s.seq_len * s.hidden_size * 6 * 2 * 4
+        measured = s.measure.samples * (s.seq_len + s.measure.generate_steps) * (2 * s.hidden_size + 1) * 4
+        return s.n_sequences * s.seq_len * BYTES_PER_VALUE + activations + measured
 
     def unused_settings(self, settings: LSTMSettings) -> set[str]:
         """The other datasets' settings (a sine run logs no Lorenz or Van der Pol parameters), the
