@@ -75,7 +75,7 @@ def bench_lstm(batch, seq_len, hidden, train_steps, rounds, device, threads) -> 
 @click.option("--rounds", default=3, show_default=True, type=Positive, help="Interleaved rounds; the best of each variant is kept.")
 @click.option("--m-diff-samples", default=2, show_default=True, type=count(0),
               help="Samples for the M_diff check at the paper settings (0 skips it).")
-@click.option("--profile-steps", default=3, show_default=True, type=click.IntRange(min=0),
+@click.option("--profile-steps", default=3, show_default=True, type=count(0),
               help="Training steps under torch.profiler for the top-kernel tables (0 skips them).")
 def bench_ddpm(profile, device, batch, channels, train_steps, sampling_steps, sampling_rounds, samples, rounds,
                m_diff_samples, profile_steps) -> None:
