@@ -54,10 +54,13 @@ from rdbench.config import available_systems
     experiment_option,
     data_dir_option,
     resume_option,
+    click.option("--allow-unstable", is_flag=True,
+                 help="rd: run a point whose explicit Euler step the stability estimate calls unstable "
+                      "(refused otherwise); its run is tagged rdbench.unstable=true."),
 )
 @click.pass_context
 def run(ctx: click.Context, system: str, cases, seeds, profile, sets, settings, model, config_path, device, experiment,
-        data_dir, resume) -> None:
+        data_dir, resume, allow_unstable) -> None:
     """Run SYSTEM (one of the files in conf/systems/: rd, lstm, ddpm...) and track it in MLflow.
 
     One MLflow run per case x seed. Under `mlflow run`, a single cell logs into the run
@@ -75,6 +78,10 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, settings, 
             if "pretrained" not in plugin(system, config_path).system.Settings.model_fields:
                 raise CliError(f"--model: system {system!r} measures only models it trains itself (no pretrained setting)")
             overrides["pretrained"] = model
+        if allow_unstable:
+            if "allow_unstable" not in plugin(system, config_path).system.Settings.model_fields:
+                raise CliError(f"--allow-unstable: system {system!r} has no stability check to override")
+            overrides["allow_unstable"] = True
         cells = plan_cells(system, cases or None, seeds or (0,), profile, overrides, config_path)
     run_ctx = run_context(device, data_dir, resume)
     with one_line_errors():

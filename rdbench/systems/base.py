@@ -126,6 +126,10 @@ class System(abc.ABC):
         """Reject settings that cannot run (raise ConfigError) before any run starts."""
         return None
 
+    def run_tags(self, settings: Any) -> dict[str, str]:
+        """Extra tags of a cell's run (``rdbench.<name>``), e.g. an unstable step run anyway."""
+        return {}
+
     def unused_settings(self, settings: Any) -> set[str]:
         """Dotted setting names (a name covers its sub-keys) that this case never reads: they are
         not logged as params (e.g. the Lorenz parameters of a sine run). They still enter the config

@@ -44,6 +44,7 @@ own (:attr:`GrayScottSimulation.diverged_at`), and the others run on unchanged.
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -58,6 +59,9 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 from rdbench.balance import DIFFUSION, REACTION, BalanceMeter
 from rdbench.config import ConfigError, Settings
 from rdbench.systems.base import Job, Outcome, RunContext, System
+from rdbench.systems.grayscott_spectral import LIVE_ARRAYS as SPECTRAL_LIVE_ARRAYS
+from rdbench.systems.grayscott_spectral import ETDRK4Step
+from rdbench.systems.grayscott_stability import Stability, stability_of
 
 TERMS = (REACTION, DIFFUSION, "reaction_u", "diffusion_u")
 MIN_RECORDED_STEPS = 10  # fewer recorded steps make R_t a handful of points and R meaningless
@@ -108,6 +112,8 @@ class GrayScottSettings(Settings):
     compile: bool  # fuse the step with torch.compile (pays a compile once per shape)
     flush_denormal: bool  # treat subnormal floats as 0 on CPU: the decaying background of v
     # reaches ~1e-38 within a few hundred steps and subnormal arithmetic is many times slower
+    scheme: Literal["euler", "etdrk4"] = "euler"  # euler: the paper's; etdrk4: rdbench.systems.grayscott_spectral
+    allow_unstable: bool = False  # run an (F, k, dt) whose Euler step the stability estimate calls unstable
 
     @property
     def dx(self) -> float:
@@ -355,7 +361,10 @@ class GrayScottSimulation:
         self.feed = torch.tensor([s.feed for s in settings], dtype=self.dtype, device=self.device).view(shape)
         self.kill = torch.tensor([s.kill for s in settings], dtype=self.dtype, device=self.device).view(shape)
         self.constants = (first.diffusion_u, first.diffusion_v, first.dt, first.dx)
-        self._step = compiled_step() if first.compile else _EagerStep(self.u, self.feed, self.kill)
+        if first.scheme == "etdrk4":
+            self._step = ETDRK4Step(n, first.dx, first.diffusion_u, first.diffusion_v, first.dt, self.dtype, self.device)
+        else:
+            self._step = compiled_step() if first.compile else _EagerStep(self.u, self.feed, self.kill)
         self.diverged_at = np.full(len(settings), -1, dtype=np.int64)
         self._frozen: list[int] = []
         self.steps_run = 0
@@ -461,11 +470,8 @@ class GrayScott(System):
     Settings = GrayScottSettings
 
     def check(self, settings: GrayScottSettings) -> None:
-        if settings.dt > settings.max_stable_dt:
-            raise ConfigError(
-                f"unstable dt={settings.dt}: explicit Euler needs dt <= dx^2 / (4 max(Du, Dv)) "
-                f"= {settings.max_stable_dt:.6g} for dx={settings.dx:.6g}"
-            )
+        if settings.scheme == "euler":
+            self._check_euler(settings)
         recorded = len(range(0, settings.steps, settings.record_every)) + ((settings.steps - 1) % settings.record_every > 0)
         if recorded < MIN_RECORDED_STEPS:
             raise ConfigError(
@@ -477,13 +483,37 @@ class GrayScott(System):
                 f"initial.square_size={settings.initial.square_size} exceeds grid_size={settings.grid_size}"
             )
 
+    @staticmethod
+    def _check_euler(settings: GrayScottSettings) -> None:
+        """The diffusive bound, then the estimate with the reaction (:mod:`.grayscott_stability`)."""
+        if settings.dt > settings.max_stable_dt:
+            raise ConfigError(
+                f"unstable dt={settings.dt}: explicit Euler needs dt <= dx^2 / (4 max(Du, Dv)) "
+                f"= {settings.max_stable_dt:.6g} for dx={settings.dx:.6g}"
+            )
+        stability = stability_of(settings)
+        if not stability.stable and not settings.allow_unstable:
+            raise ConfigError(
+                f"unstable point feed={settings.feed:g}, kill={settings.kill:g}: the explicit Euler step at "
+                f"dt={settings.dt:g} amplifies a damped grid mode by {stability.amplification:.4g} per step "
+                f"(linearised at the homogeneous states, reaction included); dt={stable_dt(stability):g} is "
+                f"stable, or --allow-unstable runs it anyway (scheme=etdrk4 has no such bound)"
+            )
+
+    def run_tags(self, settings: GrayScottSettings) -> dict[str, str]:
+        """``unstable: true`` for an Euler run the stability estimate calls unstable (``allow_unstable``)."""
+        if settings.scheme == "euler" and not stability_of(settings).stable:
+            return {"unstable": "true"}
+        return {}
+
     def memory_bytes(self, settings: Sequence[GrayScottSettings]) -> int:
         """Rows (jobs and their control rows) x (N + 2)^2 cells (with the halo) x bytes x the arrays
         a batch keeps (:data:`LIVE_ARRAYS`; the fused step needs 4 of the 9, the eager one all)."""
         first = settings[0]
         rows = len(settings) * (1 + len(first.controls))
         itemsize = 4 if first.dtype == "float32" else 8
-        return rows * (first.grid_size + 2) ** 2 * itemsize * LIVE_ARRAYS
+        arrays = SPECTRAL_LIVE_ARRAYS if first.scheme == "etdrk4" else LIVE_ARRAYS
+        return rows * (first.grid_size + 2) ** 2 * itemsize * arrays
 
     def group_key(self, settings: GrayScottSettings) -> str:
         shared = settings.model_dump(mode="json", exclude={"feed", "kill"})
@@ -537,6 +567,13 @@ class GrayScott(System):
                 )
             )
         return outcomes
+
+
+def stable_dt(stability: Stability) -> float:
+    """A round dt just below the largest stable one (two significant digits, rounded down)."""
+    limit = stability.max_stable_dt
+    scale = 10 ** (math.floor(math.log10(limit)) - 1)
+    return math.floor(limit / scale * (1 - 1e-9)) * scale
 
 
 def field_figure(field: torch.Tensor, name: str, cmap: str, job: Job, step: int):
