@@ -217,6 +217,7 @@ def test_bench_rd_prints_the_ratios():
     result = CliRunner().invoke(main, ["bench", "rd", "--grid-size", "32", "--steps", "20", "--rounds", "1"])
     assert result.exit_code == 0, result.output
     assert "ratio fused-with-metrics / numpy:" in result.output
+    assert "rdbench etdrk4, metrics every step" in result.output and "an ETDRK4 step costs" in result.output
     assert "recording metrics every step costs" in result.output
 
 
