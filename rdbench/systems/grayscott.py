@@ -362,7 +362,8 @@ class GrayScottSimulation:
         self.kill = torch.tensor([s.kill for s in settings], dtype=self.dtype, device=self.device).view(shape)
         self.constants = (first.diffusion_u, first.diffusion_v, first.dt, first.dx)
         if first.scheme == "etdrk4":
-            self._step = ETDRK4Step(n, first.dx, first.diffusion_u, first.diffusion_v, first.dt, self.dtype, self.device)
+            self._step = ETDRK4Step(n, first.dx, first.diffusion_u, first.diffusion_v, first.dt, self.dtype, self.device,
+                                    probe=_term_norms)
         else:
             self._step = compiled_step() if first.compile else _EagerStep(self.u, self.feed, self.kill)
         self.diverged_at = np.full(len(settings), -1, dtype=np.int64)

@@ -29,6 +29,8 @@ the paper's dt).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.fft
 import torch
@@ -89,7 +91,8 @@ class ETDRK4Step:
     """
 
     def __init__(self, grid_size: int, dx: float, diffusion_u: float, diffusion_v: float, dt: float,
-                 dtype: torch.dtype, device: torch.device):
+                 dtype: torch.dtype, device: torch.device, probe: Callable | None = None):
+        self.probe = probe  # the Euler step's term norms on the padded state (grayscott._term_norms)
         symbol = five_point_symbol(grid_size, dx)
         per_field = [etdrk4_coefficients(d * symbol, dt) for d in (diffusion_u, diffusion_v)]
         self.grid_size = grid_size
@@ -120,9 +123,7 @@ class ETDRK4Step:
         return ifft(c["E"] * x_hat + c["f1"] * n_x + 2 * c["f2"] * (n_a + n_b) + c["f3"] * n_c)
 
     def __call__(self, state, u_out, v_out, feed, kill, diffusion_u, diffusion_v, dt, dx, measured):
-        from rdbench.systems.grayscott import _term_norms
-
-        norms = _term_norms(state, feed, kill, diffusion_u, diffusion_v, dx) if measured else None
+        norms = self.probe(state, feed, kill, diffusion_u, diffusion_v, dx) if measured else None
         nxt = self.advance(state[:, :, 1:-1, 1:-1], feed, kill)
         u_out.copy_(nxt[0])
         v_out.copy_(nxt[1])
