@@ -18,6 +18,7 @@ from rdbench.phase.labels import (
     label_point,
     oscillates,
     periodic_components,
+    relabel,
 )
 from rdbench.phase.plan import load_phase_config
 
@@ -102,13 +103,15 @@ def checkerboard(n: int = N) -> np.ndarray:
     return (-1.0) ** (x + y)
 
 
-def test_a_grid_scale_checkerboard_is_unstable_at_any_amplitude():
+def test_a_grid_scale_checkerboard_is_unstable_and_round_off_below_none_std_is_none():
     rng = np.random.default_rng(3)
     assert grid_scale_share(checkerboard(), RULE.grid_band) == pytest.approx(1.0)
-    for amplitude in (1e-6, 1e-2):  # below none_std too: a checkerboard still growing is unstable
-        v = 0.45 + amplitude * checkerboard() * (1 + 0.3 * rng.standard_normal((N, N)))
-        label, shape = label_point(v, STEADY, RULE)
-        assert label == UNSTABLE and shape.grid_share > 0.8
+    v = 0.45 + 1e-2 * checkerboard() * (1 + 0.3 * rng.standard_normal((N, N)))
+    label, shape = label_point(v, STEADY, RULE)
+    assert label == UNSTABLE and shape.grid_share > 0.8
+    # float32 round-off left on a resting field near the boundary sits in the slowest-decaying, grid-scale modes
+    label, shape = label_point(0.45 + 3e-8 * checkerboard(), STEADY, RULE)
+    assert label == NONE and shape.grid_share > 0.8
     y, x = np.mgrid[0:N, 0:N]  # a checkerboard in patches, with a slow background: one-cell spots to the old rule
     patchy = 0.3 + 0.05 * np.sin(2 * np.pi * x / N) + 0.1 * checkerboard() * (np.sin(2 * np.pi * 3 * y / N) > 0)
     label, shape = label_point(patchy, STEADY, RULE)
@@ -145,3 +148,14 @@ def test_a_real_unstable_row_is_unstable_and_the_stable_scheme_labels_the_same_p
         if scheme == "euler":
             assert shape.grid_share > 0.8 and shape.components > 48 * 48 / 4  # one-cell components
     assert labels == {"euler": UNSTABLE, "etdrk4": NONE}
+
+
+def test_relabel_applies_the_rule_to_a_stored_table():
+    import pandas as pd
+
+    table = pd.DataFrame({
+        "label": ["unstable", "unstable", "spots", "oscillating", "diverged", "none"],
+        "v_std": [3e-8, 0.05, 0.05, 0.05, np.nan, 1e-4],
+        "grid_share": [0.9, 1.0, 1e-5, 0.01, np.nan, 0.9],
+    })
+    assert list(relabel(table, RULE)) == ["none", "unstable", "spots", "oscillating", "diverged", "none"]
