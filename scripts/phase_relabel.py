@@ -6,7 +6,8 @@ A map's ``points.csv`` keeps the measures its labels came from (``v_std``, ``gri
 from them (exact; see its docstring). Prints the label counts; with ``--second`` (the same
 points under a second setting, e.g. the child map of ``rdbench phase --compare``), also the
 count table of the comparison, and with ``--out`` writes its figures and tables there
-(``label_changes.png``, ``abs_dR.png``, ``counts.csv``, ``points.csv``, ``relabelled.csv``):
+(``relabelled.csv`` and its ``summary.csv``; ``label_changes.png``, ``abs_dR.png``, ``counts.csv``,
+``points.csv`` of the comparison):
 
     python scripts/phase_relabel.py map/points.csv --second map_etdrk4/points.csv --what scheme=etdrk4 --out DIR
 """
@@ -20,7 +21,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from rdbench.phase.compare import compare_points, count_table, label_change_figure
-from rdbench.phase.figures import heatmap
+from rdbench.phase.figures import heatmap, summarise
 from rdbench.phase.labels import relabel
 from rdbench.phase.landmarks import Landmarks
 from rdbench.phase.plan import load_phase_config, plan_map
@@ -48,6 +49,7 @@ def main() -> None:
     if out:
         out.mkdir(parents=True, exist_ok=True)
         first.to_csv(out / "relabelled.csv", index=False)
+        summarise(first).to_csv(out / "summary.csv", index=False)
     if not args.second:
         return
     second = pd.read_csv(args.second)
