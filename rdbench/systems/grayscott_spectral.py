@@ -20,8 +20,8 @@ space), so R (Eq. 18) means the same under either scheme.
 Batched as the Euler step: one tensor of every row, batched real FFTs over the last two
 dimensions; the per-row feed and kill broadcast. On CUDA the FFTs are ``torch.fft``'s
 (cuFFT); on CPU they are ``scipy.fft``'s (pocketfft) on zero-copy NumPy views of the same
-tensors, because torch's CPU FFT measured 17-20 ms where scipy took 0.5-0.9 ms for the same
-four 200 x 200 ``rfft2`` (on this project's 2-core machine).
+tensors, because torch's CPU FFT was many times slower for 200 x 200 grids on this
+project's 2-core machine.
 Stability: the diffusion is exact, so there is no diffusive bound on dt; the explicit
 reaction stages limit dt only through the reaction's rates (about 1 / (F + v^2), far above
 the paper's dt).
