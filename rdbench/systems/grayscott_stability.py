@@ -54,9 +54,19 @@ def homogeneous_states(feed: float, kill: float) -> list[tuple[float, float]]:
     return states
 
 
+MAX_MODES = 1 << 16  # above this many (i, j) pairs, the modes are sampled evenly (conservative)
+
+
 def laplacian_modes(grid_size: int, dx: float) -> np.ndarray:
-    """The distinct eigenvalues mu >= 0 of minus the periodic 5-point Laplacian on an N x N grid."""
+    """The distinct eigenvalues mu >= 0 of minus the periodic 5-point Laplacian on an N x N grid.
+
+    Exact up to :data:`MAX_MODES` pairs (N up to about 510); beyond, they fill [0, 8 / dx^2]
+    densely and :data:`MAX_MODES` evenly spaced values of that interval stand for them (the
+    estimate can then only err towards unstable), so a huge grid costs no memory here.
+    """
     half = np.arange(grid_size // 2 + 1)
+    if len(half) ** 2 > MAX_MODES:
+        return np.linspace(0.0, 8.0, MAX_MODES) / (dx * dx)
     s = 4 * np.sin(np.pi * half / grid_size) ** 2
     return np.unique((s[:, None] + s[None, :]).ravel()) / (dx * dx)
 

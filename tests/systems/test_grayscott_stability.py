@@ -43,6 +43,8 @@ def test_the_laplacian_modes_run_from_the_uniform_mode_to_the_checkerboard():
     assert mu[0] == 0 and mu[-1] == pytest.approx(8.0)
     s = 4 * np.sin(np.pi * np.arange(8) / 8) ** 2  # every (i, j) of an 8 x 8 grid, by brute force
     assert set(np.round(mu, 9)) == set(np.round((s[:, None] + s[None, :]).ravel(), 9))
+    huge = laplacian_modes(100_000, 2e-5)  # sampled, not 2.5e9 pairs
+    assert len(huge) <= 1 << 16 and huge[0] == 0 and huge[-1] == pytest.approx(8 / 4e-10)
 
 
 @pytest.mark.parametrize(("feed", "kill"), [(0.029, 0.062), (0.055, 0.05), (0.0578, 0.0338), (0.02, 0.04)])
