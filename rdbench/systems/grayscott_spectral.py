@@ -29,6 +29,7 @@ the paper's dt).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -67,17 +68,33 @@ def etdrk4_coefficients(linear: np.ndarray, dt: float, points: int = CONTOUR_POI
     }
 
 
+@contextlib.contextmanager
+def one_thread_on_cpu(device: torch.device):
+    """On CPU, the stages run on one torch thread (restored after): interleaved with pocketfft's calls,
+    torch's OpenMP threads made a step many times slower on the busy 2-core machine (measured
+    with ``rdbench bench rd``)."""
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def rfft2(x: torch.Tensor) -> torch.Tensor:
     """Real FFT over the last two dimensions: scipy's on CPU, torch's (cuFFT) elsewhere (module docstring)."""
     if x.device.type == "cpu":
-        return torch.from_numpy(scipy.fft.rfft2(x.numpy(), workers=torch.get_num_threads()))
+        return torch.from_numpy(scipy.fft.rfft2(x.numpy(), workers=1))
     return torch.fft.rfft2(x)
 
 
 def irfft2(h: torch.Tensor, n: int) -> torch.Tensor:
     """The inverse of :func:`rfft2` for an ``n x n`` grid."""
     if h.device.type == "cpu":
-        return torch.from_numpy(scipy.fft.irfft2(h.numpy(), s=(n, n), workers=torch.get_num_threads()))
+        return torch.from_numpy(scipy.fft.irfft2(h.numpy(), s=(n, n), workers=1))
     return torch.fft.irfft2(h, s=(n, n))
 
 
@@ -123,8 +140,9 @@ class ETDRK4Step:
         return ifft(c["E"] * x_hat + c["f1"] * n_x + 2 * c["f2"] * (n_a + n_b) + c["f3"] * n_c)
 
     def __call__(self, state, u_out, v_out, feed, kill, diffusion_u, diffusion_v, dt, dx, measured):
-        norms = self.probe(state, feed, kill, diffusion_u, diffusion_v, dx) if measured else None
-        nxt = self.advance(state[:, :, 1:-1, 1:-1], feed, kill)
+        with one_thread_on_cpu(state.device):
+            norms = self.probe(state, feed, kill, diffusion_u, diffusion_v, dx) if measured else None
+            nxt = self.advance(state[:, :, 1:-1, 1:-1], feed, kill)
         u_out.copy_(nxt[0])
         v_out.copy_(nxt[1])
         return norms
