@@ -413,14 +413,15 @@ def table(study: Study | str | None = None, *, experiment: str | None = None, al
 
 
 def plan_map(system: str, feed: str, kill: str, seeds: Sequence[int] = (0,), profile: str = "paper",
-             settings: Mapping[str, Any] | None = None) -> Any:
-    """A checked phase map (:func:`~rdbench.phase.plan.plan_map`); ConfigError before any run exists."""
+             settings: Mapping[str, Any] | None = None, variant: str = "") -> Any:
+    """A checked phase map (:func:`~rdbench.phase.plan.plan_map`); ConfigError before any run exists.
+    ``variant`` names a second map of the same points under changed settings (``--compare``)."""
     from rdbench.config import ConfigError, available_systems
     from rdbench.phase.plan import plan_map as plan
 
     if system not in available_systems():
         raise ConfigError(f"unknown system {system!r}; allowed: {', '.join(available_systems())}")
-    return plan(system, feed, kill, seeds or (0,), profile, dict(settings or {}))
+    return plan(system, feed, kill, seeds or (0,), profile, dict(settings or {}), variant)
 
 
 def size_chunks(plan: Any, device: Any, max_memory: str | int | None = None) -> tuple[int, int]:

@@ -11,6 +11,7 @@ load). Printed:
 * on CUDA only: rdbench triton (``kernel: triton``, one Triton kernel; the default on CUDA),
   without and with metrics every step (on CPU it would run in Triton's interpreter: meaningless
   for speed, so it is left out)
+* rdbench ETDRK4 (``scheme: etdrk4``), metrics at every step -- the second integrator's cost beside it
 * ratio headline / numpy, and the recording overhead (fused with / without metrics - 1)
 * beside each rdbench variant, its fraction of the memory-bandwidth bound: a fused float32
   step reads u, v and writes them once, 16 B per cell update, so at most (copy bandwidth / 16 B)
@@ -141,6 +142,7 @@ def bench_rd(grid_size: int, steps: int, batch: int, rounds: int, device: str,
     eager = _settings(grid_size, steps, "eager")
     check_size(eager, batch, steps, dev)
     fused = _settings(grid_size, steps, "compiled")
+    spectral = eager.model_copy(update={"scheme": "etdrk4"})
     triton = _settings(grid_size, steps, "triton") if step_kernel(fused.model_copy(update={"kernel": "auto"}),
                                                                   dev) == "triton" else None
 
@@ -159,6 +161,7 @@ def bench_rd(grid_size: int, steps: int, batch: int, rounds: int, device: str,
         "rdbench eager, metrics every step": lambda: rdbench_run(eager, batch, dev, True),
         "rdbench fused, no metrics": lambda: rdbench_run(fused, batch, dev, False),
         "rdbench fused, metrics every step": lambda: rdbench_run(fused, batch, dev, True),
+        "rdbench etdrk4, metrics every step": lambda: rdbench_run(spectral, batch, dev, True),
     }
     if triton:
         variants["rdbench triton, no metrics"] = lambda: rdbench_run(triton, batch, dev, False)
@@ -182,6 +185,8 @@ def bench_rd(grid_size: int, steps: int, batch: int, rounds: int, device: str,
     overhead = best["rdbench fused, metrics every step"] / best["rdbench fused, no metrics"] - 1
     echo(f"ratio fused-with-metrics / numpy: {headline / numpy_rate:.2f}x")
     echo(f"ratio eager-with-metrics / numpy: {updates / best['rdbench eager, metrics every step'] / numpy_rate:.2f}x")
+    echo(f"an ETDRK4 step costs {best['rdbench etdrk4, metrics every step'] / best['rdbench fused, metrics every step']:.1f}x "
+         f"a fused Euler step (both with metrics)")
     echo(f"recording metrics every step costs {100 * overhead:+.1f} % of the fused step")
     if triton:
         triton_rate = updates / best["rdbench triton, metrics every step"]

@@ -56,10 +56,13 @@ from rdbench.config import available_systems
     data_dir_option,
     resume_option,
     fresh_option,
+    click.option("--allow-unstable", is_flag=True,
+                 help="rd: run a point whose explicit Euler step the stability estimate calls unstable "
+                      "(refused otherwise); its run is tagged rdbench.unstable=true."),
 )
 @click.pass_context
 def run(ctx: click.Context, system: str, cases, seeds, profile, sets, settings, model, config_path, device, experiment,
-        data_dir, resume, fresh) -> None:
+        data_dir, resume, fresh, allow_unstable) -> None:
     """Run SYSTEM (one of the files in conf/systems/: rd, lstm, ddpm...) and track it in MLflow.
 
     One MLflow run per case x seed. Under `mlflow run`, a single cell logs into the run
@@ -73,6 +76,12 @@ def run(ctx: click.Context, system: str, cases, seeds, profile, sets, settings, 
     from rdbench.study.runner import failure_summary
 
     with one_line_errors():
+        if allow_unstable:
+            from rdbench.study.cells import plugin
+
+            if "allow_unstable" not in plugin(system, config_path).system.Settings.model_fields:
+                raise CliError(f"--allow-unstable: system {system!r} has no stability check to override")
+            overrides["allow_unstable"] = True
         cells = api.plan_run(system, cases, seeds or (0,), profile, overrides, config_path, model, data_dir,
                              click.echo)
     run_ctx = run_context(device, data_dir, resume, fresh)

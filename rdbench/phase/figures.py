@@ -1,7 +1,8 @@
 """The figures of a phase map: heatmaps over the (k, F) plane and a mosaic of the final v fields.
 
 As in Pearson (1993, Science 261:189), k runs along the horizontal axis and F up the
-vertical one. The heatmaps show the mean over seeds of R (Eq. 18), R_final (Eq. 20 at
+vertical one. Every figure carries the analytic landmarks (:mod:`~rdbench.phase.landmarks`:
+the saddle-node line and the explicit-Euler stability boundary). The heatmaps show the mean over seeds of R (Eq. 18), R_final (Eq. 20 at
 the last step) and |R - 1| on logarithmic colour scales, the seeds' standard deviation
 of R when there are several, and the paper's points (its spot and stripe cases) as
 markers. The mosaic lays each point's final v (area-averaged to a tile) at its place.
@@ -22,6 +23,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from rdbench.phase.labels import LABELS  # noqa: E402
+from rdbench.phase.landmarks import Landmarks  # noqa: E402
 from rdbench.plots import UNDEFINED_LABEL, undefined_colour  # noqa: E402
 
 HEATMAPS = {  # file stem -> (column of the per-(F, k) summary, colour bar label, colour map)
@@ -66,8 +68,8 @@ def _mark(ax, marked: Mapping[str, tuple[float, float]]) -> None:
 
 
 def heatmap(summary: pd.DataFrame, column: str, title: str, cmap: str,
-            marked: Mapping[str, tuple[float, float]]) -> plt.Figure:
-    """A log-coloured map of ``column`` over (k, F) with the paper's points marked."""
+            marked: Mapping[str, tuple[float, float]], landmarks: Landmarks | None = None) -> plt.Figure:
+    """A log-coloured map of ``column`` over (k, F) with the paper's points and the landmarks marked."""
     feeds, kills, values = _grid(summary, column)
     positive = values[np.isfinite(values) & (values > 0)]
     norm = None
@@ -84,6 +86,8 @@ def heatmap(summary: pd.DataFrame, column: str, title: str, cmap: str,
     fig.colorbar(image, ax=ax, label=title)
     _mark(ax, marked)
     _undefined_legend(ax, cmap, int(np.ma.count_masked(masked)), masked.size)
+    if landmarks is not None:
+        landmarks.draw(ax)
     ax.set_xlabel("kill rate k")
     ax.set_ylabel("feed rate F")
     ax.set_title(title, fontsize=10)
@@ -103,7 +107,8 @@ def _undefined_legend(ax, cmap: str, count: int, total: int) -> None:
     ax.legend(handles=[patch], loc="upper left", bbox_to_anchor=(0.0, -0.1), frameon=False, fontsize=9)
 
 
-def mosaic(points: pd.DataFrame, tiles: np.ndarray, marked: Mapping[str, tuple[float, float]]) -> plt.Figure:
+def mosaic(points: pd.DataFrame, tiles: np.ndarray, marked: Mapping[str, tuple[float, float]],
+           landmarks: Landmarks | None = None) -> plt.Figure:
     """The final v of every (F, k) (the lowest seed), each at its place on the plane (Pearson 1993)."""
     first = points.sort_values("seed").drop_duplicates(["feed", "kill"])
     feeds, kills = np.sort(first["feed"].unique()), np.sort(first["kill"].unique())
@@ -119,6 +124,8 @@ def mosaic(points: pd.DataFrame, tiles: np.ndarray, marked: Mapping[str, tuple[f
     fig.colorbar(image, ax=ax, label="final v")
     _mark(ax, marked)
     _undefined_legend(ax, "magma", sum(bool(np.isnan(tiles[int(p)]).any()) for p in first["point"]), len(first))
+    if landmarks is not None:
+        landmarks.draw(ax)
     ax.set_xlabel("kill rate k")
     ax.set_ylabel("feed rate F")
     ax.set_title("final v at every (F, k)", fontsize=10)
@@ -127,12 +134,13 @@ def mosaic(points: pd.DataFrame, tiles: np.ndarray, marked: Mapping[str, tuple[f
 
 
 def figures(points: pd.DataFrame, summary: pd.DataFrame, tiles: np.ndarray,
-            marked: Mapping[str, tuple[float, float]]) -> dict[str, plt.Figure]:
+            marked: Mapping[str, tuple[float, float]], landmarks: Landmarks | None = None) -> dict[str, plt.Figure]:
     """Every figure of a map by file stem: the heatmaps of ``summary`` (:func:`summarise` of
-    ``points``), the spread (several seeds) and the mosaic."""
-    out = {stem: heatmap(summary, column, title, cmap, marked) for stem, (column, title, cmap) in HEATMAPS.items()}
+    ``points``), the spread (several seeds) and the mosaic, each with the landmarks."""
+    out = {stem: heatmap(summary, column, title, cmap, marked, landmarks)
+           for stem, (column, title, cmap) in HEATMAPS.items()}
     if points["seed"].nunique() > 1:
         stem, column, title, cmap = SPREAD
-        out[stem] = heatmap(summary, column, title, cmap, marked)
-    out["mosaic_v"] = mosaic(points, tiles, marked)
+        out[stem] = heatmap(summary, column, title, cmap, marked, landmarks)
+    out["mosaic_v"] = mosaic(points, tiles, marked, landmarks)
     return out

@@ -5,12 +5,24 @@ The rule, in order (thresholds in ``conf/phase/rd.yaml``, ``labels``):
 1. **diverged**: the row turned NaN/Inf (it was frozen; the rest of the batch ran on).
 2. **none**: the spatial standard deviation of the final v is below ``none_std``: the
    field is uniform (the trivial state u = 1, v = 0, or any other homogeneous one).
-3. **oscillating**: over the last ``window`` of the recorded steps, R_t (Eq. 20) minus
+3. **unstable**: the explicit step is unstable and the field is a grid-scale oscillation,
+   not a pattern. Read from the final v: the share of its spatial variance (mean removed)
+   in the grid-scale band, the Fourier modes whose 5-point-Laplacian eigenvalue is at
+   least ``grid_band`` of the largest (the checkerboard's, 8 / dx^2), is at least
+   ``grid_share``. A pattern of the equations has a wavelength of many cells and almost
+   none of its variance there; white noise puts about a fifth there (``grid_band``
+   0.75); a step that amplifies grid-scale modes (an
+   Euler factor below -1, see :mod:`rdbench.systems.grayscott_stability`) concentrates
+   the variance there. Never counted as a pattern. It comes after
+   ``none``: on a resting field near the stability boundary the float32 round-off that
+   is left (v's std ~1e-8) sits in the slowest-decaying modes, the grid-scale ones, and
+   is no instability.
+4. **oscillating**: over the last ``window`` of the recorded steps, R_t (Eq. 20) minus
    its least-squares line has a standard deviation above ``oscillation_amplitude``
    times its mean and crosses zero at least ``oscillation_crossings`` times: it goes
    up and down, where a pattern that settles or keeps growing drifts one way.
    Oscillating and chaotic regimes both land here.
-4. **spots** or **stripes-labyrinth**: the cells where v exceeds
+5. **spots** or **stripes-labyrinth**: the cells where v exceeds
    ``vmin + level (vmax - vmin)`` form connected components (4-neighbour, on the
    periodic torus: components that meet across an edge are one). Each component's
    compactness ``P^2 / (4 pi A)`` (P: the number of cell edges on its boundary, A: its
@@ -30,7 +42,9 @@ from scipy import ndimage
 from rdbench.phase.plan import LabelRule
 
 DIVERGED, NONE, OSCILLATING, SPOTS, STRIPES = "diverged", "none", "oscillating", "spots", "stripes-labyrinth"
-LABELS = (NONE, SPOTS, STRIPES, OSCILLATING, DIVERGED)
+UNSTABLE = "unstable"
+LABELS = (NONE, SPOTS, STRIPES, OSCILLATING, UNSTABLE, DIVERGED)
+PATTERNS = (SPOTS, STRIPES)  # the labels that are patterns of the equations
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,7 @@ class Shape:
     v_std: float
     components: int
     spot_share: float
+    grid_share: float = 0.0  # share of v's variance in the grid-scale band (rule step 2)
 
 
 def periodic_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -91,6 +106,20 @@ def shape_of(v: np.ndarray, rule: LabelRule) -> Shape:
     return Shape(std, n, float(area[compact < rule.spot_compactness].sum() / area.sum()))
 
 
+def grid_scale_share(v: np.ndarray, band: float) -> float:
+    """The share of ``v``'s spatial variance in the modes whose 5-point-Laplacian eigenvalue is at
+    least ``band`` of the checkerboard's (rule step 2); 0 for a uniform field."""
+    v = np.asarray(v, dtype=np.float64)
+    power = np.abs(np.fft.fft2(v - v.mean())) ** 2
+    total = float(power.sum())
+    if total <= 0 or not np.isfinite(total):
+        return 0.0
+    s0 = np.sin(np.pi * np.arange(v.shape[0]) / v.shape[0]) ** 2
+    s1 = np.sin(np.pi * np.arange(v.shape[1]) / v.shape[1]) ** 2
+    symbol = (s0[:, None] + s1[None, :]) / 2  # 0 for the uniform mode, 1 for the checkerboard
+    return float(power[symbol >= band].sum() / total)
+
+
 def oscillates(r_t: np.ndarray, rule: LabelRule) -> bool:
     """Whether the last ``window`` of R_t goes up and down (see the module docstring, step 3)."""
     r_t = np.asarray(r_t, dtype=np.float64)
@@ -114,8 +143,28 @@ def label_point(v: np.ndarray, r_t: np.ndarray, rule: LabelRule, diverged: bool 
     if diverged or not np.isfinite(v).all():
         return DIVERGED, Shape(float("nan"), 0, float("nan"))
     shape = shape_of(v, rule)
+    shape = Shape(shape.v_std, shape.components, shape.spot_share, grid_scale_share(v, rule.grid_band))
     if shape.v_std < rule.none_std:
         return NONE, shape
+    if shape.grid_share >= rule.grid_share:
+        return UNSTABLE, shape
     if oscillates(r_t, rule):
         return OSCILLATING, shape
     return (SPOTS if shape.spot_share >= rule.spot_share else STRIPES), shape
+
+
+def relabel(table, rule: LabelRule):
+    """The labels of a finished map's table (``points.csv``) under this rule, from the measures it stores.
+
+    Exact for any table with ``v_std`` and ``grid_share``: a row's oscillation test is not stored, but
+    only the spots, stripes and oscillating labels depend on it and they are kept as they were (a row
+    so labelled had ``grid_share`` below the threshold and ``v_std`` above ``none_std`` under any
+    order of the steps); diverged, none and unstable follow from the stored measures.
+    """
+    import pandas as pd
+
+    labels = table["label"].copy()
+    measured = labels != DIVERGED
+    labels[measured & (table["grid_share"] >= rule.grid_share)] = UNSTABLE
+    labels[measured & (table["v_std"] < rule.none_std)] = NONE
+    return pd.Series(labels, index=table.index, name="label")

@@ -24,6 +24,7 @@ from mlflow.entities import RunStatus
 from rdbench.config import ConfigError, flatten_settings
 from rdbench.phase.figures import figures, summarise
 from rdbench.phase.labels import LABELS
+from rdbench.phase.landmarks import Landmarks
 from rdbench.phase.plan import PhasePlan, chunks
 from rdbench.phase.record import load_chunks, log_frame, save_chunk
 from rdbench.phase.simulate import ChunkResult, run_chunk
@@ -169,7 +170,7 @@ def _log_map(run: TrackedRun, plan: PhasePlan, table: pd.DataFrame, tiles: np.nd
     run.log_table(points, "phase/points.json")
     summary = summarise(points)
     log_frame(run, summary, "phase/summary.csv")
-    for stem, fig in figures(points, summary, tiles, plan.marked).items():
+    for stem, fig in figures(points, summary, tiles, plan.marked, Landmarks(plan.settings)).items():
         run.log_figure(fig, f"phase/{stem}.png")
         plt.close(fig)
     counts = points["label"].value_counts()

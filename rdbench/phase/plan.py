@@ -48,6 +48,8 @@ class LabelRule(Settings):
     window: float = Field(gt=0, le=1)
     oscillation_amplitude: NonNegativeFloat
     oscillation_crossings: PositiveInt
+    grid_band: float = Field(gt=0, lt=1)
+    grid_share: float = Field(gt=0, le=1)
 
 
 class PhaseConfig(Settings):
@@ -137,6 +139,7 @@ class PhasePlan:
     config: PhaseConfig
     points: tuple[Point, ...]
     marked: Mapping[str, tuple[float, float]]  # case -> (feed, kill) of the paper's points
+    variant: str = ""  # shown in the run name: the second setting of a --compare map
 
     @property
     def config_hash(self) -> str:
@@ -152,7 +155,8 @@ class PhasePlan:
     @property
     def name(self) -> str:
         base = f"phase:{self.system} {self.feed.n}x{self.kill.n} seeds={','.join(map(str, self.seeds))}"
-        return base if self.profile == "paper" else f"{base} [{self.profile}]"
+        base = base if self.profile == "paper" else f"{base} [{self.profile}]"
+        return f"{base} ({self.variant})" if self.variant else base
 
     def row_bytes(self, system_impl: Any) -> int:
         """One row's memory: the system's estimate for a batch of one, plus its share of the meter."""
@@ -168,6 +172,7 @@ def plan_map(
     seeds: Sequence[int] = (0,),
     profile: str = "paper",
     overrides: Mapping[str, Any] | None = None,
+    variant: str = "",
 ) -> PhasePlan:
     """Resolve and check a whole map before anything runs (any problem: one-line ConfigError)."""
     config = load_phase_config(system)
@@ -188,6 +193,8 @@ def plan_map(
             raise ConfigError(f"--set {key}: a phase map sets feed and kill per point and runs no controls")
     base = found.config.resolve(found.config.spec.default_case, profile, overrides, found.system.Settings)
     base = base.model_copy(update={"controls": {}})
+    if "allow_unstable" in type(base).model_fields:  # a map runs unstable points and labels them
+        base = base.model_copy(update={"allow_unstable": True})
     points = []
     for f in feed_axis.values:
         for k in kill_axis.values:
@@ -199,7 +206,8 @@ def plan_map(
     for case in config.marked_cases:
         s = found.config.resolve(case, profile, overrides, found.system.Settings)
         marked[case] = (float(s.feed), float(s.kill))
-    return PhasePlan(system, profile, feed_axis, kill_axis, seeds, base, overrides, config, tuple(points), marked)
+    return PhasePlan(system, profile, feed_axis, kill_axis, seeds, base, overrides, config, tuple(points), marked,
+                     variant)
 
 
 def check_map_size(points: int, config: PhaseConfig) -> None:

@@ -24,6 +24,7 @@ from rdbench.balance import BalanceMeter
 from rdbench.phase.labels import label_point
 from rdbench.phase.plan import LabelRule, Point
 from rdbench.systems.grayscott import TERMS, GrayScottSimulation
+from rdbench.systems.grayscott_stability import stability_of
 
 NAN = float("nan")
 
@@ -65,6 +66,7 @@ def run_chunk(points: Sequence[Point], rule: LabelRule, tile: int, device: torch
         rows.append({
             "point": point.index, "feed": point.feed, "kill": point.kill, "seed": point.seed, **metrics,
             "label": label, "v_std": shape.v_std, "components": shape.components, "spot_share": shape.spot_share,
+            "grid_share": shape.grid_share, "amplification": stability_of(point.settings).amplification,
             "steps_run": steps_run, "early_stopped": bool(stopped[i] and not diverged[i]),
             "diverged": bool(diverged[i]),
         })

@@ -86,6 +86,8 @@ class Cell:
             TAG_SEED: str(self.seed),
             TAG_PROFILE: self.profile,
             TAG_HASH: self.config_hash,
+            **{f"rdbench.{name}": value
+               for name, value in plugin(self.system, self.config_path).system.run_tags(self.settings).items()},
         }
 
     def params(self, device: str) -> dict[str, Any]:

@@ -144,6 +144,10 @@ class System(abc.ABC):
         ConfigError before any run exists. What can only be known once the job runs stays in :meth:`run`."""
         return None
 
+    def run_tags(self, settings: Any) -> dict[str, str]:
+        """Extra tags of a cell's run (``rdbench.<name>``), e.g. an unstable step run anyway."""
+        return {}
+
     def unused_settings(self, settings: Any) -> set[str]:
         """Dotted setting names (a name covers its sub-keys) that this case never reads: they are
         not logged as params (e.g. the Lorenz parameters of a sine run). They still enter the config

@@ -48,6 +48,7 @@ own (:attr:`GrayScottSimulation.diverged_at`), and the others run on unchanged.
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -65,6 +66,9 @@ from rdbench.config import ConfigError, Settings
 from rdbench.systems.base import Job, Outcome, RunContext, System
 from rdbench.systems.grayscott_kernels import STAGED_STEPS, TritonStep, interpreter_on
 from rdbench.systems.grayscott_kernels import available as triton_available
+from rdbench.systems.grayscott_spectral import LIVE_ARRAYS as SPECTRAL_LIVE_ARRAYS
+from rdbench.systems.grayscott_spectral import ETDRK4Step
+from rdbench.systems.grayscott_stability import Stability, stability_of
 
 TERMS = (REACTION, DIFFUSION, "reaction_u", "diffusion_u")
 MIN_RECORDED_STEPS = 10  # fewer recorded steps make R_t a handful of points and R meaningless
@@ -118,6 +122,8 @@ class GrayScottSettings(Settings):
     kernel: Literal["auto", "triton", "compiled", "eager"]
     flush_denormal: bool  # treat subnormal floats as 0 on CPU: the decaying background of v
     # reaches ~1e-38 within a few hundred steps and subnormal arithmetic is many times slower
+    scheme: Literal["euler", "etdrk4"] = "euler"  # euler: the paper's; etdrk4: rdbench.systems.grayscott_spectral
+    allow_unstable: bool = False  # run an (F, k, dt) whose Euler step the stability estimate calls unstable
 
     @property
     def dx(self) -> float:
@@ -270,7 +276,7 @@ def compiled_step():
 
 
 class _EagerStep:
-    """:func:`_update_into` and :func:`_term_norms` op by op, every intermediate in a buffer allocated once (``compile: false``)."""
+    """:func:`_update_into` and :func:`_term_norms` op by op, every intermediate in a buffer allocated once (``kernel: eager``)."""
 
     def __init__(self, like: torch.Tensor, feed: torch.Tensor, kill: torch.Tensor):
         self.uvv, self.ru, self.rv, self.lu, self.lv = (torch.empty_like(like) for _ in range(5))
@@ -405,13 +411,18 @@ class GrayScottSimulation:
         self.feed = torch.tensor([s.feed for s in settings], dtype=self.dtype, device=self.device).view(shape)
         self.kill = torch.tensor([s.kill for s in settings], dtype=self.dtype, device=self.device).view(shape)
         self.constants = (first.diffusion_u, first.diffusion_v, first.dt, first.dx)
-        self.kernel = step_kernel(first, self.device)
         self._triton: TritonStep | None = None
-        if self.kernel == "triton":
-            self._triton = TritonStep(len(settings), self.device, min(STAGED_STEPS, first.steps))
-            self._step = None
+        if first.scheme == "etdrk4":  # the spectral step has no kernel choice: batched FFTs on either device
+            self.kernel = "etdrk4"
+            self._step = ETDRK4Step(n, first.dx, first.diffusion_u, first.diffusion_v, first.dt, self.dtype, self.device,
+                                    probe=_term_norms)
         else:
-            self._step = compiled_step() if self.kernel == "compiled" else _EagerStep(self.u, self.feed, self.kill)
+            self.kernel = step_kernel(first, self.device)
+            if self.kernel == "triton":
+                self._triton = TritonStep(len(settings), self.device, min(STAGED_STEPS, first.steps))
+                self._step = None
+            else:
+                self._step = compiled_step() if self.kernel == "compiled" else _EagerStep(self.u, self.feed, self.kill)
         self.diverged_at = np.full(len(settings), -1, dtype=np.int64)
         self._frozen: list[int] = []
         self.steps_run = 0
@@ -564,11 +575,8 @@ class GrayScott(System):
     Settings = GrayScottSettings
 
     def check(self, settings: GrayScottSettings) -> None:
-        if settings.dt > settings.max_stable_dt:
-            raise ConfigError(
-                f"unstable dt={settings.dt}: explicit Euler needs dt <= dx^2 / (4 max(Du, Dv)) "
-                f"= {settings.max_stable_dt:.6g} for dx={settings.dx:.6g}"
-            )
+        if settings.scheme == "euler":
+            self._check_euler(settings)
         recorded = len(range(0, settings.steps, settings.record_every)) + ((settings.steps - 1) % settings.record_every > 0)
         if recorded < MIN_RECORDED_STEPS:
             raise ConfigError(
@@ -581,16 +589,42 @@ class GrayScott(System):
                 f"initial.square_size={settings.initial.square_size} exceeds grid_size={settings.grid_size}"
             )
 
+    @staticmethod
+    def _check_euler(settings: GrayScottSettings) -> None:
+        """The diffusive bound, then the estimate with the reaction (:mod:`.grayscott_stability`)."""
+        if settings.dt > settings.max_stable_dt:
+            raise ConfigError(
+                f"unstable dt={settings.dt}: explicit Euler needs dt <= dx^2 / (4 max(Du, Dv)) "
+                f"= {settings.max_stable_dt:.6g} for dx={settings.dx:.6g}"
+            )
+        if settings.allow_unstable:
+            return
+        stability = stability_of(settings)
+        if not stability.stable:
+            raise ConfigError(
+                f"unstable point feed={settings.feed:g}, kill={settings.kill:g}: the explicit Euler step at "
+                f"dt={settings.dt:g} amplifies a damped grid mode by {stability.amplification:.4g} per step "
+                f"(linearised at the homogeneous states, reaction included); dt={stable_dt(stability):g} is "
+                f"stable, or --allow-unstable runs it anyway (scheme=etdrk4 has no such bound)"
+            )
+
+    def run_tags(self, settings: GrayScottSettings) -> dict[str, str]:
+        """``unstable: true`` for an Euler run the stability estimate calls unstable (``allow_unstable``)."""
+        if settings.scheme == "euler" and not stability_of(settings).stable:
+            return {"unstable": "true"}
+        return {}
+
     def memory_bytes(self, settings: Sequence[GrayScottSettings]) -> int:
         """Rows (jobs and their control rows) x (N + 2)^2 cells (with the halo) x bytes x the arrays
         a batch keeps (:data:`LIVE_ARRAYS`; the fused step needs 4 of the 9, the eager one all)."""
         first = settings[0]
         rows = len(settings) * (1 + len(first.controls))
         itemsize = 4 if first.dtype == "float32" else 8
-        return rows * (first.grid_size + 2) ** 2 * itemsize * LIVE_ARRAYS
+        arrays = SPECTRAL_LIVE_ARRAYS if first.scheme == "etdrk4" else LIVE_ARRAYS
+        return rows * (first.grid_size + 2) ** 2 * itemsize * arrays
 
     def group_key(self, settings: GrayScottSettings) -> str:
-        shared = settings.model_dump(mode="json", exclude={"feed", "kill"})
+        shared = settings.model_dump(mode="json", exclude={"feed", "kill", "allow_unstable"})  # the step reads none
         return json.dumps(shared, sort_keys=True)
 
     def run(self, jobs: Sequence[Job], ctx: RunContext) -> list[Outcome | BaseException]:
@@ -641,6 +675,13 @@ class GrayScott(System):
                 )
             )
         return outcomes
+
+
+def stable_dt(stability: Stability) -> float:
+    """A round dt just below the largest stable one (two significant digits, rounded down)."""
+    limit = stability.max_stable_dt
+    scale = 10 ** (math.floor(math.log10(limit)) - 1)
+    return math.floor(limit / scale * (1 - 1e-9)) * scale
 
 
 def field_figure(field: torch.Tensor, name: str, cmap: str, job: Job, step: int):

@@ -45,7 +45,7 @@ BAD_INPUTS = [
     (["run", "rd", "--feed", ".inf"], "bad value inf for 'feed': Input should be a finite number"),
     (["run", "rd", "--feed", "nan"], "for 'feed': Input should be a finite number"),
     (["run", "rd", "--dt", "3"], "unstable dt=3.0"),
-    (["run", "rd", "--set", "stepz=4"], "unknown key 'stepz'; allowed keys: controls,"),
+    (["run", "rd", "--set", "stepz=4"], "unknown key 'stepz'; allowed keys: allow_unstable, controls,"),
     (["run", "rd", "--set", "feed"], "--set expects key=value, got 'feed'"),
     (["run", "rd", "--steps"], "option --steps needs a value"),
     (["run", "rd", "--config", "/nonexistent/rd.yaml"], "cannot read config file /nonexistent/rd.yaml"),

@@ -52,6 +52,10 @@ BAD = [
     (["--seed", "1", "--seed", "1"], "--seed repeats a seed"),
     (["--profile", "huge"], "unknown profile 'huge'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--compare", "scheme=rk2"], "scheme"),
+    (["--compare", "scheme=euler"], "--compare scheme=euler: changes no setting of the map"),
+    (["--compare", "kill=0.1"], "--set kill: a phase map sets feed and kill per point"),
+    (["--compare", "dt"], "dt"),
 ]
 
 
@@ -63,6 +67,28 @@ def test_bad_input_is_one_line_exit_2_and_no_run(extra, message, experiment, mlf
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.output
     assert runs_of(mlflow_client, experiment) == []
+
+
+def test_a_tiny_map_compared_under_the_second_scheme(experiment, mlflow_client, runs_of, tmp_path, one_thread):
+    result = CliRunner().invoke(main, ["phase", *TINY, "--compare", "scheme=etdrk4", "--experiment", experiment,
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    runs = {r.info.run_name: r for r in phase_runs(mlflow_client, runs_of, experiment)}
+    first, second = runs["phase:rd 3x2 seeds=0 [smoke]"], runs["phase:rd 3x2 seeds=0 [smoke] (scheme=etdrk4)"]
+    assert second.data.tags[TAG_PARENT] == first.info.run_id and second.data.params["scheme"] == "etdrk4"
+    first = mlflow_client.get_run(first.info.run_id)
+    assert first.data.tags["rdbench.compare"] == "scheme=etdrk4"
+    assert first.data.tags["rdbench.compare_run"] == second.info.run_id
+    both = pd.read_csv(tmp_path / "phase" / "compare" / "points.csv")
+    a = pd.read_csv(tmp_path / "phase" / "points.csv")
+    assert len(both) == 6 and list(both["label_a"]) == list(a.sort_values(["feed", "kill"])["label"])
+    assert (both["abs_dR"] >= 0).all() and first.data.metrics["compare_points"] == 6
+    assert first.data.metrics["compare_label_changed"] == both["changed"].sum()
+    counts = pd.read_csv(tmp_path / "phase" / "compare" / "counts.csv")
+    assert counts.set_index("first \\ second").loc["total", "total"] == 6
+    for stem in ("label_changes", "abs_dR"):
+        assert (tmp_path / "phase" / "compare" / f"{stem}.png").stat().st_size > 0
+    assert "labels of the map (rows) against scheme=etdrk4 (columns)" in result.output
 
 
 def test_unknown_system_and_a_system_without_maps(experiment):

@@ -71,7 +71,10 @@ def test_feed_option_overrides_the_case(experiment, mlflow_client, runs_of):
         (["run", "rd", "--steps", "-5"], "bad value -5 for 'steps': Input should be greater than 0"),
         (["run", "rd", "--feed", "abc"], "bad value 'abc' for 'feed': Input should be a valid number"),
         (["run", "rd", "--dt", "3"], "unstable dt=3.0"),
-        (["run", "rd", "--set", "stepz=4"], "unknown key 'stepz'; allowed keys: controls,"),
+        (["run", "rd", "--feed", "0.0578", "--kill", "0.0338"],
+         "unstable point feed=0.0578, kill=0.0338: the explicit Euler step at dt=2 amplifies a damped grid mode by 1.125"),
+        (["run", "lstm", "--allow-unstable"], "--allow-unstable: system 'lstm' has no stability check to override"),
+        (["run", "rd", "--set", "stepz=4"], "unknown key 'stepz'; allowed keys: allow_unstable, controls,"),
         (["run", "rd", "--config", "/nonexistent/rd.yaml"], "cannot read config file /nonexistent/rd.yaml"),
         (["run", "rd", "--profile", "huge"], "unknown profile 'huge' for system 'rd'; allowed: paper"),
         (["run", "rd", "--device", "tpu"], "unknown device 'tpu'"),
@@ -95,12 +98,31 @@ def test_unreadable_yaml_is_one_line(tmp_path, experiment):
 
 
 def test_a_diverging_run_is_failed_not_running(experiment, mlflow_client, runs_of):
-    result = CliRunner().invoke(main, ["run", "rd", "--profile", "smoke", "--feed", "1e6", "--experiment", experiment])
+    refused = CliRunner().invoke(main, ["run", "rd", "--profile", "smoke", "--feed", "1e6", "--experiment", experiment])
+    assert refused.exit_code == 2 and "unstable point feed=1e+06" in refused.output  # the estimate, before any run
+    assert runs_of(mlflow_client, experiment) == []
+    result = CliRunner().invoke(main, ["run", "rd", "--profile", "smoke", "--feed", "1e6", "--allow-unstable",
+                                       "--experiment", experiment])
     assert result.exit_code == 2
     assert "SimulationDiverged" in result.output
     (run,) = runs_of(mlflow_client, experiment)
-    assert run.info.status == "FAILED"
+    assert run.info.status == "FAILED" and run.data.tags["rdbench.unstable"] == "true"
     assert run.data.tags["rdbench.error"].startswith("SimulationDiverged: Gray-Scott state became NaN/Inf")
+
+
+def test_an_unstable_point_runs_when_allowed_and_is_tagged(experiment, mlflow_client, runs_of):
+    args = ["run", "rd", "--profile", "smoke", "--feed", "0.0578", "--kill", "0.0338", "--set", "domain_length=0.32",
+            "--experiment", experiment]  # the smoke grid at the paper's dx = 0.01
+    assert CliRunner().invoke(main, args).exit_code == 2
+    result = CliRunner().invoke(main, [*args, "--allow-unstable"])
+    assert result.exit_code == 0, result.output
+    (run,) = runs_of(mlflow_client, experiment)
+    assert run.info.status == "FINISHED" and run.data.tags["rdbench.unstable"] == "true"
+    assert run.data.params["allow_unstable"] == "True"
+    stable = CliRunner().invoke(main, ["run", "rd", "--profile", "smoke", "--experiment", experiment])
+    assert stable.exit_code == 0
+    assert "rdbench.unstable" not in [r for r in runs_of(mlflow_client, experiment)
+                                      if r.info.run_id != run.info.run_id][0].data.tags
 
 
 def test_help_explains_overrides():
@@ -115,7 +137,8 @@ def test_one_diverging_cell_does_not_fail_its_batch_mates(experiment, mlflow_cli
     from rdbench.systems.base import RunContext
 
     cells = plan_cells("rd", ["spot", "stripe"], (0,), "smoke")
-    bad = Cell("rd", "stripe", 0, "smoke", cells[1].settings.model_copy(update={"feed": 1.0e6}), {"feed": 1e6})
+    bad = Cell("rd", "stripe", 0, "smoke", cells[1].settings.model_copy(update={"feed": 1.0e6, "allow_unstable": True}),
+               {"feed": 1e6})
     reports = run_cells([cells[0], bad], experiment, RunContext())
     assert [r.status for r in reports] == ["FINISHED", "FAILED"]
     assert "SimulationDiverged" in reports[1].error and "feed=1e+06" in reports[1].error

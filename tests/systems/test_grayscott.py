@@ -149,7 +149,7 @@ def test_a_diverging_job_fails_alone_with_its_reason():
         def log_figure(self, *a, **k):
             pass
 
-    jobs = [Job("spot", 0, smoke(), Sink()), Job("spot", 1, smoke(feed=1.0e6), Sink())]
+    jobs = [Job("spot", 0, smoke(), Sink()), Job("spot", 1, smoke(feed=1.0e6, allow_unstable=True), Sink())]  # the estimate refuses it
     ok, failed = GrayScott().run(jobs, RunContext())
     assert isinstance(failed, SimulationDiverged) and "seed=1" in str(failed) and "\n" not in str(failed)
     (alone,) = GrayScott().run(jobs[:1], RunContext())
@@ -217,6 +217,7 @@ def test_bench_rd_prints_the_ratios():
     result = CliRunner().invoke(main, ["bench", "rd", "--grid-size", "32", "--steps", "20", "--rounds", "1"])
     assert result.exit_code == 0, result.output
     assert "ratio fused-with-metrics / numpy:" in result.output
+    assert "rdbench etdrk4, metrics every step" in result.output and "an ETDRK4 step costs" in result.output
     assert "recording metrics every step costs" in result.output
     assert "bandwidth bound:" in result.output and "% of the bound" in result.output
     assert "triton" not in result.output  # on CPU the Triton kernel would run in the interpreter: not shown
