@@ -52,7 +52,12 @@ def statuses(client, experiment: str) -> dict[str, str]:
 
 
 def running_cells(client, experiment: str) -> list[str]:
-    return [name for name, status in statuses(client, experiment).items() if status == "RUNNING" and "seed=" in name]
+    """The cell runs (not grid parents) now RUNNING."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return [r.info.run_name for r in client.search_runs([exp.experiment_id], max_results=1000)
+            if r.info.status == "RUNNING" and r.data.tags.get("rdbench.kind") == "cell"]
 
 
 @pytest.mark.slow
