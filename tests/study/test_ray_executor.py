@@ -107,6 +107,11 @@ def test_address_and_workers_need_the_ray_executor(experiment, mlflow_client):
 DRIVER = """
 import faulthandler, signal, sys
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # finish() asks for the stacks of a driver that hangs
+# A driver is a foreground command whose Ctrl-C the tests send as SIGINT. Python installs its
+# KeyboardInterrupt handler only where SIGINT is not inherited as ignored, and a suite started in
+# the background of a non-interactive shell (`make test &`, CI runners) passes SIG_IGN down: the
+# driver then ran its grid to the end (the flake). Restore what a terminal gives.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from rdbench.cli import main
 main(args=sys.argv[1:], prog_name="rdbench")
 """
