@@ -44,19 +44,19 @@ def wait_for(condition, proc: subprocess.Popen, seconds: float = 600, what: str 
         time.sleep(0.3)
 
 
-def statuses(client, experiment: str) -> dict[str, str]:
+def runs_in(client, experiment: str) -> list:
+    """Every run of ``experiment`` (none before it exists)."""
     exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return {}
-    return {r.info.run_name: r.info.status for r in client.search_runs([exp.experiment_id], max_results=1000)}
+    return client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+
+
+def statuses(client, experiment: str) -> dict[str, str]:
+    return {r.info.run_name: r.info.status for r in runs_in(client, experiment)}
 
 
 def running_cells(client, experiment: str) -> list[str]:
     """The cell runs (not grid parents) now RUNNING."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    return [r.info.run_name for r in client.search_runs([exp.experiment_id], max_results=1000)
+    return [r.info.run_name for r in runs_in(client, experiment)
             if r.info.status == "RUNNING" and r.data.tags.get("rdbench.kind") == "cell"]
 
 
